@@ -1,0 +1,1 @@
+"""taskbench's task engine: a compact scheduler/worker engine in the spirit of dask.distributed."""

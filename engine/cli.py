@@ -1,0 +1,170 @@
+"""The ``taskbench`` command line: one entry point for every layer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ask the kernel for SIGTERM when the parent dies (Linux), and check it is still there."""
+    if not parent_pid:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        sys.exit(0)
+
+
+def _serve_forever(start) -> None:
+    """Run ``start()`` on a fresh loop until SIGTERM/SIGINT or the coroutine's end."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        waiter = await start()
+        done = asyncio.ensure_future(waiter) if waiter is not None else None
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([t for t in (done, stopper) if t], return_when=asyncio.FIRST_COMPLETED)
+
+    asyncio.run(main())
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from engine import comm
+    from engine.scheduler import Scheduler
+
+    _die_with_parent(args.parent_pid)
+    token = (
+        comm.get_token()
+        if (comm.TOKEN_ENV in os.environ or comm.TOKEN_FILE_ENV in os.environ)
+        else None
+    )
+    if token is None:
+        token = comm.new_token()
+        path = Path(args.token_file or ".taskbench-token")
+        path.write_text(token)
+        path.chmod(0o600)
+        print(f"shared secret written to {path}; give workers TASKBENCH_TOKEN_FILE={path}")
+
+    async def start():
+        s = Scheduler(token=token, validate=args.validate, no_worker_timeout=args.no_worker_timeout)
+        address = await s.start(f"tcp://{args.host}:{args.port}")
+        if args.address_file:
+            tmp = Path(args.address_file + ".tmp")
+            tmp.write_text(address)
+            tmp.replace(args.address_file)
+        print(f"scheduler at {address}", flush=True)
+        return None
+
+    _serve_forever(start)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from engine.worker import Worker
+
+    _die_with_parent(args.parent_pid)
+
+    async def start():
+        w = Worker(
+            args.address,
+            nthreads=args.nthreads,
+            listen=f"tcp://{args.host}:{args.port}",
+            reconnect_timeout=args.reconnect_timeout,
+        )
+        await w.start()
+        logging.getLogger("engine.worker").info("worker at %s", w.address)
+        return w.finished()
+
+    _serve_forever(start)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    engine = sub.add_parser("engine", help="run engine processes (multi-host)")
+    esub = engine.add_subparsers(dest="role", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
+    common.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    common.add_argument("--log-level", default="INFO")
+
+    sch = esub.add_parser("scheduler", parents=[common], help="start a scheduler")
+    sch.add_argument("--port", type=int, default=8786)
+    sch.add_argument("--token-file", help="where to write a new token when none is set")
+    sch.add_argument("--address-file", help="write the bound address here once listening")
+    sch.add_argument("--validate", action="store_true", help="check invariants after each event")
+    sch.add_argument("--no-worker-timeout", type=float, default=30.0)
+    sch.set_defaults(func=cmd_scheduler)
+
+    wk = esub.add_parser("worker", parents=[common], help="start a worker")
+    wk.add_argument("address", help="scheduler address, e.g. tcp://10.0.0.5:8786")
+    wk.add_argument("--nthreads", type=int, default=1)
+    wk.add_argument("--port", type=int, default=0)
+    wk.add_argument(
+        "--reconnect-timeout", type=float, default=0.0,
+        help="seconds to keep trying when the scheduler goes away (default: exit at once)",
+    )  # fmt: skip
+    wk.set_defaults(func=cmd_worker)
+
+    from engine import bench
+
+    bench.add_parser(sub)
+
+    stream = sub.add_parser("stream", help="task streams of recorded runs")
+    ssub = stream.add_subparsers(dest="action", required=True)
+    plot = ssub.add_parser("plot", help="task-stream picture (PNG) of a recorded run")
+    plot.add_argument("runs", nargs="+", help="JSONL stream files; several draw side by side")
+    plot.add_argument("-o", "--output", required=True)
+    plot.add_argument("--title")
+    plot.set_defaults(func=cmd_stream_plot)
+
+    with contextlib.suppress(ImportError):
+        from comparisons.data import cli as data_cli
+
+        data_cli.add_parser(sub)
+    return parser
+
+
+def cmd_stream_plot(args: argparse.Namespace) -> int:
+    from engine.plot import plot_task_stream
+    from engine.stream import TaskStream
+
+    streams = []
+    for path in args.runs:
+        if not Path(path).exists():
+            print(f"taskbench: no such stream file: {path}", file=sys.stderr)
+            return 2
+        streams.append(TaskStream.from_jsonl(path))
+    titles = [s.meta.get("title") or Path(p).stem for s, p in zip(streams, args.runs, strict=True)]
+    plot_task_stream(streams if len(streams) > 1 else streams[0], args.output, title=args.title,
+                     titles=titles if len(streams) > 1 else None)  # fmt: skip
+    print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = getattr(args, "log_level", "WARNING")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

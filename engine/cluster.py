@@ -1,0 +1,215 @@
+"""Clusters on this machine: real processes over loopback TCP, or everything in-process.
+
+``LocalCluster`` starts the scheduler and each worker as its own process (the same
+``taskbench engine …`` commands used across hosts), with a fresh random token. It is a
+context manager that stops every process on every exit path: a normal exit, an
+exception, Ctrl-C, or the parent dying (children ask the kernel for SIGTERM when their
+parent goes, and have their own session so a terminal's Ctrl-C reaches only the parent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import comm as _comm
+from engine.client import Client, sync
+from engine.scheduler import Scheduler
+from engine.worker import Worker
+
+STARTUP_TIMEOUT = 60.0
+
+
+class LocalCluster:
+    """A scheduler and ``n_workers`` worker processes on 127.0.0.1."""
+
+    def __init__(
+        self,
+        n_workers: int = 2,
+        threads_per_worker: int = 1,
+        *,
+        validate: bool = False,
+        no_worker_timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+        log_level: str = "WARNING",
+    ) -> None:
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.token = _comm.new_token()
+        self.address = ""
+        self._tmp = tempfile.TemporaryDirectory(prefix="taskbench-cluster-")
+        self._env = {
+            **os.environ,
+            **(env or {}),
+            _comm.TOKEN_ENV: self.token,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._scheduler_args = ["--no-worker-timeout", str(no_worker_timeout)]
+        if validate:
+            self._scheduler_args.append("--validate")
+        self._log_level = log_level
+        self.scheduler_process: subprocess.Popen | None = None
+        self.worker_processes: list[subprocess.Popen] = []
+
+    def _spawn(self, *args: str) -> subprocess.Popen:
+        cmd = [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "engine",
+            *args,
+            "--parent-pid",
+            str(os.getpid()),
+            "--log-level",
+            self._log_level,
+        ]
+        return subprocess.Popen(cmd, env=self._env, start_new_session=True)
+
+    def start(self) -> LocalCluster:
+        address_file = Path(self._tmp.name) / "scheduler-address"
+        try:
+            self.scheduler_process = self._spawn(
+                "scheduler", "--port", "0", "--address-file", str(address_file),
+                *self._scheduler_args,
+            )  # fmt: skip
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while not address_file.exists() or not address_file.read_text().strip():
+                if self.scheduler_process.poll() is not None:
+                    raise RuntimeError(
+                        f"the scheduler exited with code {self.scheduler_process.returncode}"
+                    )
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the scheduler did not start in time")
+                time.sleep(0.02)
+            self.address = address_file.read_text().strip()
+            for _ in range(self.n_workers):
+                self.add_worker()
+            self.wait_for_workers(self.n_workers)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def add_worker(self, nthreads: int | None = None) -> subprocess.Popen:
+        p = self._spawn(
+            "worker", self.address, "--nthreads", str(nthreads or self.threads_per_worker)
+        )
+        self.worker_processes.append(p)
+        return p
+
+    def wait_for_workers(self, n: int, timeout: float = STARTUP_TIMEOUT) -> None:
+        with Client(self, timeout=timeout) as c:
+            c.wait_for_workers(n, timeout)
+
+    def kill_worker(self, index: int = 0, sig: int = signal.SIGKILL) -> None:
+        """Kill worker process ``index`` with ``sig`` (SIGKILL by default: no goodbye)."""
+        p = self.worker_processes[index]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, sig)
+        p.wait(10)
+
+    def close(self) -> None:
+        procs = [*self.worker_processes]
+        if self.scheduler_process is not None:
+            procs.append(self.scheduler_process)
+        for p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+        deadline = time.monotonic() + 5
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait(5)
+        self.worker_processes = []
+        self.scheduler_process = None
+        self._tmp.cleanup()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self.scheduler_process is not None:
+            with contextlib.suppress(Exception):
+                self.close()
+
+
+class InProcessCluster:
+    """Scheduler and workers in this process, on the I/O loop, over the in-process transport.
+
+    The same frames, handshake and serialization as over TCP, without sockets: for tests.
+    """
+
+    def __init__(
+        self,
+        n_workers: int = 2,
+        threads_per_worker: int = 1,
+        *,
+        validate: bool = True,
+        no_worker_timeout: float = 30.0,
+    ) -> None:
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.validate = validate
+        self.no_worker_timeout = no_worker_timeout
+        self.token = _comm.new_token()
+        self.address = ""
+        self.scheduler: Scheduler | None = None
+        self.workers: list[Worker] = []
+
+    async def _start(self) -> None:
+        self.scheduler = Scheduler(
+            token=self.token, validate=self.validate, no_worker_timeout=self.no_worker_timeout
+        )
+        self.address = await self.scheduler.start("inproc://")
+        for _ in range(self.n_workers):
+            await self._add_worker()
+
+    async def _add_worker(self) -> Worker:
+        w = Worker(
+            self.address,
+            nthreads=self.threads_per_worker,
+            token=self.token,
+            listen="inproc://",
+        )
+        await w.start()
+        self.workers.append(w)
+        return w
+
+    def start(self) -> InProcessCluster:
+        sync(self._start(), STARTUP_TIMEOUT)
+        return self
+
+    def add_worker(self) -> Worker:
+        return sync(self._add_worker(), STARTUP_TIMEOUT)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for w in self.workers:
+                await w.close()
+            if self.scheduler is not None:
+                self.scheduler.close()
+            await asyncio.sleep(0)
+
+        sync(stop(), 10)
+        self.workers = []
+
+    def __enter__(self) -> InProcessCluster:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,254 @@
+"""Task-stream pictures and lag histograms (matplotlib, Agg; imported only when plotting).
+
+Colours: each prefix prefers the palette slot its CRC-32 picks, so a prefix keeps its
+colour across figures and runs; within one figure the busiest prefixes claim free slots
+in turn (so no two legend entries share a colour); prefixes beyond the legend are grey.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.stream import TaskStream
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+#: tab20 less greys (kept for "other") and reds (kept for transfers), dark hues first, so
+#: that neighbouring slots, where a colliding prefix probes next, differ in hue.
+_PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+]  # fmt: skip
+_OTHER = "#b0b0b0"
+_TRANSFER = "#d62728"
+_LEGEND_PREFIXES = 12
+_THREAD_HEIGHT = 0.8
+_TRANSFER_HEIGHT = 0.35
+
+
+def prefix_colours(streams: Sequence[TaskStream]) -> dict[str, str]:
+    """Colour per prefix over all `streams` (policy in the module docstring)."""
+    busy: dict[str, float] = {}
+    for stream in streams:
+        for r in stream.records:
+            busy[r.prefix] = busy.get(r.prefix, 0.0) + (r.stop - r.start)
+    ranked = sorted(busy, key=lambda p: (-busy[p], p))
+    free = list(range(len(_PALETTE)))
+    colours = dict.fromkeys(ranked[_LEGEND_PREFIXES:], _OTHER)
+    for prefix in ranked[:_LEGEND_PREFIXES]:
+        want = zlib.crc32(prefix.encode()) % len(_PALETTE)
+        slot = min(free, key=lambda s: (s - want) % len(_PALETTE))
+        free.remove(slot)
+        colours[prefix] = _PALETTE[slot]
+    return colours
+
+
+def _short(worker: str) -> str:
+    return worker.split("://", 1)[-1]
+
+
+def _worker_order(worker: str) -> tuple[Any, ...]:
+    host, _, port = _short(worker).rpartition(":")
+    return (host, int(port)) if port.isdigit() else (worker, 0)
+
+
+def _rows(stream: TaskStream) -> tuple[dict[tuple[str, int], float], dict[str, float], list]:
+    """Y positions: each worker's threads top to bottom, then its thin transfer row."""
+    threads: dict[str, set[int]] = {}
+    has_transfers: set[str] = set()
+    for r in stream.records:
+        threads.setdefault(r.worker, set()).add(r.thread)
+        if r.transfers:
+            has_transfers.add(r.worker)
+    thread_y: dict[tuple[str, int], float] = {}
+    transfer_y: dict[str, float] = {}
+    separators: list[float] = []
+    y = 0.0
+    for worker in sorted(threads, key=_worker_order):
+        for t in sorted(threads[worker]):
+            thread_y[(worker, t)] = y
+            y += 1.0
+        if worker in has_transfers:
+            transfer_y[worker] = y - 0.5 + _TRANSFER_HEIGHT / 2 + 0.05
+            y += _TRANSFER_HEIGHT + 0.1
+        separators.append(y - 0.5)
+    return thread_y, transfer_y, separators[:-1]
+
+
+def _boxes(x0: np.ndarray, x1: np.ndarray, y: np.ndarray, height: float) -> np.ndarray:
+    """(n, 4, 2) rectangle vertices, for one PolyCollection instead of n artists."""
+    lo, hi = y - height / 2, y + height / 2
+    return np.stack(
+        [
+            np.stack([x0, lo], 1),
+            np.stack([x1, lo], 1),
+            np.stack([x1, hi], 1),
+            np.stack([x0, hi], 1),
+        ],
+        axis=1,
+    )
+
+
+def _draw_stream(ax: Axes, stream: TaskStream, colours: dict[str, str]) -> float:
+    """Draw one stream on `ax`; returns its span in seconds from its first start."""
+    from matplotlib.collections import PolyCollection
+
+    t0 = stream.origin()
+    thread_y, transfer_y, separators = _rows(stream)
+    recs = stream.records
+    n = len(recs)
+    start = np.fromiter((r.start for r in recs), dtype=np.float64, count=n) - t0
+    stop = np.fromiter((r.stop for r in recs), dtype=np.float64, count=n) - t0
+    ys = np.fromiter((thread_y[(r.worker, r.thread)] for r in recs), dtype=np.float64, count=n)
+    face = [colours.get(r.prefix, _OTHER) for r in recs]
+    if n:
+        ax.add_collection(
+            PolyCollection(
+                _boxes(start, stop, ys, _THREAD_HEIGHT),
+                facecolors=face,
+                edgecolors=face,
+                linewidths=0.3,
+            )
+        )
+    erred = [i for i, r in enumerate(recs) if r.status == "erred"]
+    if erred:
+        ax.add_collection(
+            PolyCollection(
+                _boxes(start[erred], stop[erred], ys[erred], _THREAD_HEIGHT),
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.2,
+                hatch="xx",
+            )
+        )
+    tx = [(t.start - t0, t.stop - t0, transfer_y[r.worker]) for r in recs for t in r.transfers]
+    if tx:
+        arr = np.asarray(tx, dtype=np.float64)
+        ax.add_collection(
+            PolyCollection(
+                _boxes(arr[:, 0], arr[:, 1], arr[:, 2], _TRANSFER_HEIGHT),
+                facecolors=_TRANSFER,
+                edgecolors=_TRANSFER,
+                linewidths=0.3,
+                alpha=0.6,
+            )
+        )
+    for y in separators:
+        ax.axhline(y, color="0.6", linewidth=0.6)
+
+    if len(thread_y) <= 40:
+        labels = {y: f"{_short(w)} t{t}" for (w, t), y in thread_y.items()}
+        labels.update({y: "transfers" for y in transfer_y.values()})
+    else:  # too many rows to label each: name each worker at its first thread
+        labels, seen = {}, set()
+        for (w, _), y in thread_y.items():
+            if w not in seen:
+                seen.add(w)
+                labels[y] = _short(w)
+    ax.set_yticks(list(labels), list(labels.values()), fontsize=7)
+    bottom = max([*thread_y.values(), *transfer_y.values()], default=0.0)
+    ax.set_ylim(bottom + 0.6, -0.6)
+    ax.set_xlabel("seconds from first start")
+    return float(max(stop.max(initial=0.0), arr[:, 1].max() if tx else 0.0))
+
+
+def plot_task_stream(
+    stream: TaskStream | list[TaskStream],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    titles: Sequence[str] | None = None,
+) -> None:
+    """Write a PNG: one row per worker thread, one bar per task coloured by prefix, and a
+    thin red transfer row under each worker's threads. A list gives side-by-side panels
+    sharing the time scale and colours (e.g. random placement beside work stealing)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    streams = stream if isinstance(stream, list) else [stream]
+    if not streams:
+        raise ValueError("no task stream to plot")
+    if titles is not None and len(titles) != len(streams):
+        raise ValueError(f"{len(titles)} titles for {len(streams)} streams")
+    colours = prefix_colours(streams)
+    rows = max(len({(r.worker, r.thread) for r in s.records}) for s in streams)
+    height = min(3.0 + 0.28 * rows, 24.0)
+    width = 12.0 if len(streams) == 1 else 6.5 * len(streams)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, len(streams), squeeze=False, sharex=True)
+    span = 0.0
+    for i, (ax, s) in enumerate(zip(axes[0], streams, strict=True)):
+        span = max(span, _draw_stream(ax, s, colours))
+        label = titles[i] if titles else None
+        lags = s.lag_percentiles((50, 99))
+        if s.records and lags["p50"] is not None:
+            stats = f"{len(s)} tasks, lag p50 {lags['p50']:.3g} µs, p99 {lags['p99']:.3g} µs"
+        else:
+            stats = f"{len(s)} tasks"
+        ax.set_title(f"{label}\n{stats}" if label else stats, fontsize=9)
+    axes[0][0].set_xlim(0.0, span * 1.01 if span > 0 else 1.0)
+
+    busy: dict[str, float] = {}
+    for s in streams:
+        for r in s.records:
+            busy[r.prefix] = busy.get(r.prefix, 0.0) + (r.stop - r.start)
+    top = sorted(busy, key=lambda p: (-busy[p], p))[:_LEGEND_PREFIXES]
+    handles = [Patch(color=colours[p], label=p) for p in top]
+    if len(busy) > len(top):
+        handles.append(Patch(color=_OTHER, label=f"other ({len(busy) - len(top)} prefixes)"))
+    if any(r.transfers for s in streams for r in s.records):
+        handles.append(Patch(color=_TRANSFER, alpha=0.6, label="transfer"))
+    if handles:
+        fig.legend(
+            handles=handles,
+            loc="outside right upper",
+            fontsize=8,
+            frameon=False,
+        )
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+
+
+def plot_lag_histogram(streams: dict[str, TaskStream], path: str | os.PathLike[str]) -> None:
+    """Write a PNG of inter-task lag distributions, one step curve per stream, on log-spaced
+    µs bins; each curve shows the fraction of its lags (so runs of different sizes compare)
+    and p50/p99 are marked. Zero lags are drawn in the first bin."""
+    from matplotlib.figure import Figure
+
+    lags = {name: s.inter_task_lags() for name, s in streams.items()}
+    positive = [x[x > 0] for x in lags.values() if x.size]
+    lo = min((float(x.min()) for x in positive if x.size), default=1.0)
+    hi = max((float(x.max()) for x in positive if x.size), default=10.0)
+    lo, hi = max(lo, 0.01), max(hi, lo * 10)
+    bins = np.geomspace(lo, hi * 1.0001, 60)
+
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, x) in enumerate(lags.items()):
+        colour = f"C{i % 10}"
+        if x.size == 0:
+            ax.plot([], [], color=colour, label=f"{name}: no lags")
+            continue
+        p50, p99 = np.percentile(x, [50, 99])
+        ax.hist(
+            np.clip(x, lo, None),
+            bins=bins,
+            weights=np.full(x.size, 1.0 / x.size),
+            histtype="step",
+            linewidth=1.5,
+            color=colour,
+            label=f"{name}: n={x.size}, p50 {p50:.3g} µs, p99 {p99:.3g} µs",
+        )
+        ax.axvline(max(p50, lo), color=colour, linestyle="--", linewidth=0.9)
+        ax.axvline(max(p99, lo), color=colour, linestyle=":", linewidth=0.9)
+    ax.set_xscale("log")
+    ax.set_xlabel("inter-task lag (µs; dashed p50, dotted p99)")
+    ax.set_ylabel("fraction of lags")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,322 @@
+"""The scheduler: a thin I/O shell that feeds ``SchedulerState`` and sends what it says.
+
+It owns the sockets and the clock: worker streams, client streams, heartbeats, the wait
+for a worker when none is left, and the task stream (one record per task, as workers
+report them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from engine import comm as _comm
+from engine.graph import key_prefix, key_str
+from engine.state import Msgs, SchedulerState
+
+logger = logging.getLogger("engine.scheduler")
+
+
+class Scheduler:
+    """Serves workers and clients on one address."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        validate: bool = False,
+        no_worker_timeout: float = 30.0,
+        heartbeat_timeout: float = 60.0,
+        stream_length: int = 1_000_000,
+    ) -> None:
+        self.token = token if token is not None else _comm.get_token()
+        self.state = SchedulerState(validate=validate)
+        self.no_worker_timeout = no_worker_timeout
+        self.heartbeat_timeout = heartbeat_timeout
+        self.workers: dict[str, _comm.Comm] = {}
+        self.worker_pids: dict[str, int] = {}
+        self.clients: dict[str, _comm.Comm] = {}
+        self.last_seen: dict[str, float] = {}
+        self.stream: deque[tuple] = deque(maxlen=stream_length)
+        self.stream_count = 0  # records ever appended; a record's index never changes
+        self.address = ""
+        self._server = _comm.Server(self._handle, self.token)
+        self._stimulus = itertools.count()
+        self._no_worker_timer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.Task | None = None
+        self._workers_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, address: str = "tcp://127.0.0.1:0") -> str:
+        self.address = await self._server.listen(address)
+        self._watchdog = asyncio.ensure_future(self._watch_heartbeats())
+        return self.address
+
+    def close(self) -> None:
+        for comm in self.workers.values():
+            with contextlib.suppress(_comm.CommClosedError):
+                comm.send({"op": "close"})
+        self._server.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _sid(self, what: str) -> str:
+        return f"{what}-{next(self._stimulus)}"
+
+    # ------------------------------------------------------------ routing
+
+    async def _handle(self, comm: _comm.Comm) -> None:
+        msg, _ = await comm.read()
+        op = msg["op"]
+        if op == "register-worker":
+            await self._worker_stream(comm, msg)
+        elif op == "register-client":
+            await self._client_stream(comm, msg["client"])
+        elif op == "identity":
+            comm.send({"op": "identity", **self.identity()})
+            await comm.drain()
+        else:
+            logger.warning("first message from %s has unknown op %r", comm.peer, op)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "workers": {a: ws.nthreads for a, ws in self.state.workers.items()},
+            "pids": dict(self.worker_pids),
+            "tasks": len(self.state.tasks),
+        }
+
+    def _send(self, msgs: tuple[Msgs, Msgs]) -> None:
+        worker_msgs, client_msgs = msgs
+        for addr, batch in worker_msgs.items():
+            comm = self.workers.get(addr)
+            if comm is None or comm.closed:
+                continue
+            for msg in batch:
+                runs = msg.pop("runs", None)
+                try:
+                    if runs is None:
+                        comm.send(msg)
+                    else:
+                        comm.send(msg, _comm.dumps_code(runs))
+                except _comm.CommClosedError:
+                    break
+        for client, batch in client_msgs.items():
+            comm = self.clients.get(client)
+            if comm is None or comm.closed:
+                continue
+            for msg in batch:
+                comm.send(msg)
+        self._check_unrunnable()
+
+    # ------------------------------------------------------------ workers
+
+    async def _worker_stream(self, comm: _comm.Comm, msg: dict) -> None:
+        address = msg["address"]
+        state = self.state
+        if address in state.workers:
+            comm.send({"op": "error", "message": f"worker {address} is already registered"})
+            return
+        self.workers[address] = comm
+        self.worker_pids[address] = msg.get("pid", 0)
+        self.last_seen[address] = time.monotonic()
+        comm.send({"op": "registered"})
+        self._send(state.add_worker(address, msg["nthreads"], stimulus_id=self._sid("add-worker")))
+        self._workers_changed.set()
+        logger.info("worker %s joined with %d threads", address, msg["nthreads"])
+        try:
+            while True:
+                msg, _frames = await comm.read()
+                self.last_seen[address] = time.monotonic()
+                op = msg["op"]
+                if op == "task-finished":
+                    records = msg["records"]
+                    self._record(address, records, "memory")
+                    done = [(r[0], r[5], r[4] - r[3]) for r in records]
+                    self._send(
+                        state.tasks_finished(address, done, stimulus_id=self._sid("finished"))
+                    )
+                elif op == "task-erred":
+                    self._record(address, [msg.pop("record")], "erred")
+                    key = msg.pop("key")
+                    msg.pop("op")
+                    self._send(state.task_erred(address, key, msg, stimulus_id=self._sid("erred")))
+                elif op == "missing-data":
+                    self._send(
+                        state.missing_data(
+                            address,
+                            msg["key"],
+                            msg["source"],
+                            msg["task"],
+                            stimulus_id=self._sid("missing-data"),
+                        )
+                    )
+                elif op == "heartbeat":
+                    pass
+                else:
+                    logger.warning("unknown op %r from worker %s", op, address)
+        except _comm.CommClosedError:
+            pass
+        finally:
+            self._remove_worker(address, "connection closed")
+
+    def _remove_worker(self, address: str, why: str) -> None:
+        comm = self.workers.pop(address, None)
+        if comm is None:
+            return
+        comm.abort()
+        self.worker_pids.pop(address, None)
+        self.last_seen.pop(address, None)
+        logger.warning("worker %s removed: %s", address, why)
+        self._send(self.state.remove_worker(address, stimulus_id=self._sid("remove-worker")))
+        self._workers_changed.set()
+
+    def _record(self, address: str, records: list, status: str) -> None:
+        tasks = self.state.tasks
+        append = self.stream.append
+        for key, thread, ready, start, stop, nbytes, sizeof_s, transfers in records:
+            if thread < 0:
+                continue  # already held: nothing ran
+            self.stream_count += 1
+            ts = tasks.get(key)
+            prefix = ts.prefix if ts is not None else key_prefix(key)
+            append(
+                (key_str(key), prefix, address, thread, ready, start, stop, nbytes, sizeof_s,
+                 status, transfers or ())
+            )  # fmt: skip
+
+    async def _watch_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self.heartbeat_timeout / 4))
+            now = time.monotonic()
+            for address, seen in list(self.last_seen.items()):
+                if now - seen > self.heartbeat_timeout:
+                    self._remove_worker(address, f"silent for {now - seen:.0f} s")
+
+    def _check_unrunnable(self) -> None:
+        """Tasks with no worker to run on fail after ``no_worker_timeout`` unless one joins."""
+        waiting = bool(self.state.unrunnable) and not self.state.workers
+        if waiting and self._no_worker_timer is None:
+            self._no_worker_timer = asyncio.get_running_loop().call_later(
+                self.no_worker_timeout, self._fail_unrunnable
+            )
+        elif not waiting and self._no_worker_timer is not None:
+            self._no_worker_timer.cancel()
+            self._no_worker_timer = None
+
+    def _fail_unrunnable(self) -> None:
+        self._no_worker_timer = None
+        if self.state.workers:
+            return
+        n = len(self.state.unrunnable)
+        reason = (
+            f"no worker was available for {self.no_worker_timeout:g} s; "
+            f"{n} task(s) could not run (all workers died or none joined)"
+        )
+        self._send(self.state.fail_unrunnable(reason, stimulus_id=self._sid("no-worker-timeout")))
+
+    # ------------------------------------------------------------ clients
+
+    async def _client_stream(self, comm: _comm.Comm, client: str) -> None:
+        state = self.state
+        self.clients[client] = comm
+        state.add_client(client)
+        comm.send({"op": "registered", "workers": len(state.workers)})
+        try:
+            while True:
+                msg, frames = await comm.read()
+                op = msg["op"]
+                if op == "update-graph":
+                    self._update_graph(comm, client, msg, frames)
+                elif op == "release-keys":
+                    self._send(
+                        state.release_keys(client, msg["keys"], stimulus_id=self._sid("release"))
+                    )
+                elif op == "gather-failed":
+                    for key in msg["keys"]:
+                        self._send(
+                            state.missing_data(
+                                "", key, msg["worker"], None, stimulus_id=self._sid("gather-failed")
+                            )
+                        )
+                    comm.send(
+                        {"op": "who-has", "who_has": list(state.who_has(msg["keys"]).items())}
+                    )
+                elif op == "task-stream":
+                    comm.send({"op": "task-stream", **self._stream_since(msg["start"])})
+                elif op == "identity":
+                    comm.send({"op": "identity", **self.identity()})
+                elif op == "wait-for-workers":
+                    self._background(self._wait_for_workers(comm, msg["n"], msg["timeout"]))
+                elif op == "close-client":
+                    break
+                else:
+                    comm.send({"op": "error", "message": f"unknown op {op!r}"})
+        except _comm.CommClosedError:
+            pass
+        finally:
+            self.clients.pop(client, None)
+            self._send(state.remove_client(client, stimulus_id=self._sid("remove-client")))
+
+    def _stream_since(self, start: int) -> dict[str, Any]:
+        """Records from index ``start`` on (none for a negative start: just the end index)."""
+        first = self.stream_count - len(self.stream)
+        if start < 0:
+            return {"rows": [], "end": self.stream_count, "first": first}
+        rows = list(itertools.islice(self.stream, max(start - first, 0), None))
+        return {"rows": rows, "end": self.stream_count, "first": first}
+
+    def _update_graph(self, comm: _comm.Comm, client: str, msg: dict, frames: list) -> None:
+        try:
+            payload = _comm.loads(frames)
+        except Exception as e:
+            comm.send(
+                {
+                    "op": "graph-refused",
+                    "message": f"the scheduler could not unpickle the graph: "
+                    f"{type(e).__name__}: {e} (is the scheduler's environment the client's?)",
+                    "keys": msg["keys"],
+                }
+            )
+            return
+        keys, deps, runs, kinds, prefixes, order = payload
+        tasks = {
+            k: (d, r, kd, p)
+            for k, d, r, kd, p in zip(keys, deps, runs, kinds, prefixes, strict=True)
+        }
+        try:
+            msgs = self.state.update_graph(
+                client, tasks, msg["keys"], order, stimulus_id=self._sid("update-graph")
+            )
+        except KeyError as e:
+            comm.send({"op": "graph-refused", "message": str(e), "keys": msg["keys"]})
+            return
+        self._send(msgs)
+
+    async def _wait_for_workers(self, comm: _comm.Comm, n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.state.workers) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._workers_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._workers_changed.wait(), remaining)
+        with contextlib.suppress(_comm.CommClosedError):
+            comm.send({"op": "workers", "n": len(self.state.workers)})
+
+
+async def run_scheduler(address: str, **kwargs: Any) -> Scheduler:
+    s = Scheduler(**kwargs)
+    await s.start(address)
+    return s

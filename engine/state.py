@@ -1,0 +1,688 @@
+"""The scheduler's state machine: events in, messages out, no I/O and no clock.
+
+Task states::
+
+    released ──> waiting ──> processing ──> memory ──> released ──> forgotten
+                   │  └──> no-worker ──┘      └──> erred
+
+Each public event method takes a ``stimulus_id`` and returns ``(worker_msgs, client_msgs)``:
+dicts from a worker address or client id to a list of messages. Inside an event,
+transitions return recommendations ``{key: state}``, applied until none are left; a pair
+that is not in the transition table raises. Every transition goes to a bounded log, so
+``story(key)`` says why a task is where it is.
+
+Placement: the worker where the task can start earliest, estimated as that worker's
+occupancy (expected seconds of queued work) plus the time to move the task's missing
+input bytes at ``bandwidth`` — so the worker that holds most of the inputs wins ties.
+A task whose inputs are still running on a single worker is handed to that worker at
+once (eager assignment), so chains pay no round trip per task.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+TaskStateName = Literal[
+    "released", "waiting", "no-worker", "processing", "memory", "erred", "forgotten"
+]
+Key = Any  # str | bytes | int | float | tuple — see engine.graph
+Msgs = dict[str, list[dict[str, Any]]]
+
+DEFAULT_DURATION = 0.0005
+DEFAULT_BANDWIDTH = 100e6
+DURATION_ALPHA = 0.5
+
+
+class InvalidTransition(RuntimeError):
+    """A transition that is not in the table."""
+
+
+class TaskState:
+    __slots__ = (
+        "dependencies",
+        "dependents",
+        "duration",
+        "exception",
+        "key",
+        "kind",
+        "nbytes",
+        "prefix",
+        "priority",
+        "processing_on",
+        "run",
+        "state",
+        "waiters",
+        "waiting_on",
+        "who_has",
+        "who_wants",
+    )
+
+    def __init__(self, key: Key, prefix: str, run: object, kind: int, priority: int) -> None:
+        self.key = key
+        self.prefix = prefix
+        self.run = run
+        self.kind = kind
+        self.priority = priority
+        self.state: TaskStateName = "released"
+        self.dependencies: list[TaskState] = []
+        self.dependents: set[TaskState] = set()
+        self.waiting_on = 0
+        self.waiters: set[TaskState] = set()
+        self.who_has: list[WorkerState] = []
+        self.processing_on: WorkerState | None = None
+        self.who_wants: set[str] | None = None
+        self.nbytes = 0
+        self.duration = 0.0
+        self.exception: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.key!r} {self.state}>"
+
+
+class WorkerState:
+    __slots__ = ("address", "has_what", "nbytes", "nthreads", "occupancy", "processing")
+
+    def __init__(self, address: str, nthreads: int) -> None:
+        self.address = address
+        self.nthreads = nthreads
+        self.processing: dict[TaskState, float] = {}
+        self.has_what: set[TaskState] = set()
+        self.occupancy = 0.0
+        self.nbytes = 0
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.address} processing={len(self.processing)}>"
+
+
+class SchedulerState:
+    """Tasks, workers and clients, and the transitions between task states."""
+
+    def __init__(
+        self,
+        *,
+        validate: bool = False,
+        bandwidth: float = DEFAULT_BANDWIDTH,
+        default_duration: float = DEFAULT_DURATION,
+        log_length: int = 100_000,
+    ) -> None:
+        self.tasks: dict[Key, TaskState] = {}
+        self.workers: dict[str, WorkerState] = {}
+        self.clients: set[str] = set()
+        self.unrunnable: set[TaskState] = set()
+        self.durations: dict[str, float] = {}
+        self.validate = validate
+        self.bandwidth = bandwidth
+        self.default_duration = default_duration
+        self.log: deque[tuple[Key, str, str, str]] = deque(maxlen=log_length)
+        self.generation = 0
+        self._worker_msgs: Msgs = {}
+        self._client_msgs: Msgs = {}
+        self._compute: dict[WorkerState, list[TaskState]] = {}
+        self._free: dict[str, list[Key]] = {}
+        self._in_memory: dict[str, list[TaskState]] = {}
+        self._transitions = {
+            ("released", "waiting"): self._released_waiting,
+            ("released", "forgotten"): self._released_forgotten,
+            ("waiting", "processing"): self._waiting_processing,
+            ("waiting", "no-worker"): self._waiting_no_worker,
+            ("waiting", "released"): self._waiting_released,
+            ("no-worker", "processing"): self._no_worker_processing,
+            ("no-worker", "released"): self._no_worker_released,
+            ("no-worker", "erred"): self._no_worker_erred,
+            ("processing", "memory"): self._processing_memory,
+            ("processing", "erred"): self._processing_erred,
+            ("processing", "released"): self._processing_released,
+            ("memory", "released"): self._memory_released,
+            ("erred", "released"): self._erred_released,
+            ("waiting", "erred"): self._waiting_erred,
+            ("released", "erred"): self._released_erred,
+        }
+
+    # ================================================================== events
+
+    def add_worker(self, address: str, nthreads: int, *, stimulus_id: str) -> tuple[Msgs, Msgs]:
+        if address in self.workers:
+            raise ValueError(f"worker {address} is already registered")
+        self.workers[address] = WorkerState(address, nthreads)
+        recs = {ts.key: "processing" for ts in sorted(self.unrunnable, key=_by_priority)}
+        self.unrunnable.clear()
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    def remove_worker(self, address: str, *, stimulus_id: str) -> tuple[Msgs, Msgs]:
+        """A worker left or died: its running tasks and the results only it held are redone."""
+        ws = self.workers.pop(address, None)
+        if ws is None:
+            return self._collect()
+        recs: dict[Key, str] = {}
+        for ts in ws.processing:
+            ts.processing_on = None
+            recs[ts.key] = "released"
+        ws.processing.clear()
+        ws.occupancy = 0.0
+        for ts in ws.has_what:
+            ts.who_has.remove(ws)
+            if not ts.who_has:
+                recs[ts.key] = "released"
+        ws.has_what.clear()
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    def add_client(self, client: str) -> None:
+        self.clients.add(client)
+
+    def remove_client(self, client: str, *, stimulus_id: str) -> tuple[Msgs, Msgs]:
+        self.clients.discard(client)
+        keys = [ts.key for ts in self.tasks.values() if ts.who_wants and client in ts.who_wants]
+        return self.release_keys(client, keys, stimulus_id=stimulus_id)
+
+    def update_graph(
+        self,
+        client: str,
+        tasks: Mapping[Key, tuple[Sequence[Key], object, int, str]],
+        wanted: Iterable[Key],
+        order: Mapping[Key, int],
+        *,
+        stimulus_id: str,
+    ) -> tuple[Msgs, Msgs]:
+        """Add tasks ``{key: (dependency keys, run, kind, prefix)}``; ``client`` wants ``wanted``.
+
+        Dependencies must be in ``tasks`` or already known; the client validated the graph.
+        """
+        self.generation += 1
+        base = self.generation << 40
+        all_tasks = self.tasks
+        new: list[TaskState] = []
+        for key, (_deps, run, kind, prefix) in tasks.items():
+            if key in all_tasks:
+                continue
+            ts = TaskState(key, prefix, run, kind, base + order.get(key, 0))
+            all_tasks[key] = ts
+            new.append(ts)
+        for ts in new:
+            deps = tasks[ts.key][0]
+            if deps:
+                dependencies = ts.dependencies
+                for dk in deps:
+                    dts = all_tasks.get(dk)
+                    if dts is None:
+                        raise KeyError(f"task {ts.key!r} depends on unknown key {dk!r}")
+                    dependencies.append(dts)
+                    dts.dependents.add(ts)
+        recs: dict[Key, str] = {}
+        for key in wanted:
+            ts = all_tasks.get(key)
+            if ts is None:
+                raise KeyError(f"wanted key {key!r} is not in the graph")
+            if ts.who_wants is None:
+                ts.who_wants = set()
+            ts.who_wants.add(client)
+            if ts.state == "memory":
+                self._in_memory.setdefault(client, []).append(ts)
+            elif ts.state == "erred":
+                self._report_error(ts, {client})
+            elif ts.state == "released":
+                recs[key] = "waiting"
+        for ts in sorted(new, key=_by_priority):
+            if ts.state == "released":
+                recs[ts.key] = "waiting"
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    def tasks_finished(
+        self, address: str, done: Iterable[tuple[Key, int, float]], *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        """A batch of ``(key, nbytes, duration)`` from one worker."""
+        ws = self.workers.get(address)
+        if ws is None:
+            return self._collect()
+        recs: dict[Key, str] = {}
+        for key, nbytes, duration in done:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state == "forgotten":
+                self._free.setdefault(address, []).append(key)
+                continue
+            if ts.state == "processing" and ts.processing_on is ws:
+                ts.nbytes = nbytes
+                ts.duration = duration
+                self._transition(ts, "memory", stimulus_id, recs, ws)
+            elif ts.state == "memory":
+                if ws not in ts.who_has:
+                    ts.who_has.append(ws)
+                    ws.has_what.add(ts)
+                    ws.nbytes += ts.nbytes
+            else:
+                # a result nobody asked this worker for (it was moved or released meanwhile)
+                self._free.setdefault(address, []).append(key)
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    def task_erred(
+        self, address: str, key: Key, error: dict[str, Any], *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        """A task raised; ``error`` holds the pickled exception and the remote traceback."""
+        ts = self.tasks.get(key)
+        ws = self.workers.get(address)
+        if ts is None or ws is None or ts.state != "processing" or ts.processing_on is not ws:
+            return self._collect()
+        ts.exception = {**error, "origin": key}
+        self._transitions_loop({key: "erred"}, stimulus_id)
+        return self._collect()
+
+    def missing_data(
+        self, address: str, key: Key, source: str, task: Key, *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        """Worker ``address`` could not fetch ``key`` from ``source`` for ``task``."""
+        recs: dict[Key, str] = {}
+        ts = self.tasks.get(key)
+        src = self.workers.get(source)
+        if ts is not None and src is not None and src in ts.who_has:
+            ts.who_has.remove(src)
+            src.has_what.discard(ts)
+            src.nbytes -= ts.nbytes
+            if not ts.who_has and ts.state == "memory":
+                recs[key] = "released"
+        dts = self.tasks.get(task)
+        if dts is not None and dts.state == "processing":
+            pw = dts.processing_on
+            if pw is not None and pw.address == address:
+                recs[task] = "released"
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    def release_keys(
+        self, client: str, keys: Iterable[Key], *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        recs: dict[Key, str] = {}
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is None or not ts.who_wants or client not in ts.who_wants:
+                continue
+            ts.who_wants.discard(client)
+            if not ts.who_wants:
+                ts.who_wants = None
+                if not ts.waiters and ts.state in ("memory", "erred", "released"):
+                    recs[key] = "released" if ts.state != "released" else "forgotten"
+                elif not ts.waiters and not ts.dependents:
+                    recs[key] = "released"
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    def fail_unrunnable(self, reason: str, *, stimulus_id: str) -> tuple[Msgs, Msgs]:
+        """Give up on tasks that have waited too long for a worker."""
+        recs: dict[Key, str] = {}
+        for ts in sorted(self.unrunnable, key=_by_priority):
+            ts.exception = {"exception": None, "text": reason, "traceback": "", "origin": ts.key}
+            recs[ts.key] = "erred"
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    # ================================================================== queries
+
+    def story(self, key: Key) -> list[tuple[Key, str, str, str]]:
+        """Every logged transition of ``key``: (key, start, finish, stimulus_id)."""
+        return [entry for entry in self.log if entry[0] == key]
+
+    def who_has(self, keys: Iterable[Key]) -> dict[Key, list[str]]:
+        out = {}
+        for key in keys:
+            ts = self.tasks.get(key)
+            out[key] = [ws.address for ws in ts.who_has] if ts is not None else []
+        return out
+
+    # ================================================================== machinery
+
+    def _collect(self) -> tuple[Msgs, Msgs]:
+        wm = self._worker_msgs
+        for addr, keys in self._free.items():
+            if keys and addr in self.workers:
+                wm.setdefault(addr, []).append({"op": "free", "keys": keys})
+        for ws, tss in self._compute.items():
+            addr = ws.address
+            tasks = []
+            runs = []
+            for ts in tss:
+                if ts.processing_on is not ws:
+                    continue  # assigned and taken back within this event
+                deps = []
+                for dts in ts.dependencies:
+                    holders = [w.address for w in dts.who_has if w is not ws]
+                    deps.append((dts.key, dts.nbytes, holders))
+                tasks.append((ts.key, ts.priority, ts.kind, deps))
+                runs.append(ts.run)
+            if tasks:
+                wm.setdefault(addr, []).append({"op": "compute", "tasks": tasks, "runs": runs})
+        for client, tss in self._in_memory.items():
+            if tss:
+                self._client_msgs.setdefault(client, []).append(
+                    {
+                        "op": "in-memory",
+                        "keys": [ts.key for ts in tss],
+                        "who_has": [[w.address for w in ts.who_has] for ts in tss],
+                    }
+                )
+        self._compute = {}
+        self._free = {}
+        self._in_memory = {}
+        out = self._worker_msgs, self._client_msgs
+        self._worker_msgs = {}
+        self._client_msgs = {}
+        if self.validate:
+            self.validate_state()
+        return out
+
+    def _transitions_loop(self, recs: dict[Key, str], stimulus_id: str) -> None:
+        tasks = self.tasks
+        while recs:
+            key, finish = recs.popitem()
+            ts = tasks.get(key)
+            if ts is None or ts.state == finish:
+                continue
+            self._transition(ts, finish, stimulus_id, recs)
+
+    def _transition(
+        self,
+        ts: TaskState,
+        finish: str,
+        stimulus_id: str,
+        recs: dict[Key, str],
+        *args: Any,
+    ) -> None:
+        start = ts.state
+        func = self._transitions.get((start, finish))
+        if func is None:
+            if finish == "forgotten" and (start, "released") in self._transitions:
+                # released decides for itself whether the task can be forgotten
+                finish = "released"
+                func = self._transitions[(start, finish)]
+            else:
+                raise InvalidTransition(
+                    f"Impossible transition from {start} to {finish} for {ts.key!r}"
+                )
+        func(ts, recs, *args)
+        self.log.append((ts.key, start, ts.state, stimulus_id))
+
+    # ---------------------------------------------------------------- transitions
+
+    def _released_waiting(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ts.state = "waiting"
+        waiting_on = 0
+        for dts in ts.dependencies:
+            if dts.state != "memory":
+                waiting_on += 1
+                dts.waiters.add(ts)
+                if dts.state == "released":
+                    recs[dts.key] = "waiting"
+                elif dts.state == "erred":
+                    ts.exception = dts.exception
+                    recs[ts.key] = "erred"
+            else:
+                dts.waiters.add(ts)
+        ts.waiting_on = waiting_on
+        if waiting_on == 0 or self._pinned_worker(ts) is not None:
+            recs[ts.key] = "processing"
+
+    def _released_forgotten(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ts.state = "forgotten"
+        del self.tasks[ts.key]
+        for dts in ts.dependencies:
+            dts.dependents.discard(ts)
+            dts.waiters.discard(ts)
+            if not dts.dependents and not dts.who_wants:
+                recs[dts.key] = "forgotten" if dts.state == "released" else "released"
+        ts.dependencies = []
+
+    def _waiting_processing(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ws = self._pinned_worker(ts) if ts.waiting_on else None
+        if ts.waiting_on and ws is None:
+            return  # not ready after all; it stays waiting
+        if ws is None:
+            ws = self._decide_worker(ts)
+            if ws is None:
+                ts.state = "no-worker"
+                self.unrunnable.add(ts)
+                return
+        self._assign(ts, ws, recs)
+
+    def _no_worker_processing(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ts.state = "waiting"
+        self.unrunnable.discard(ts)
+        self._waiting_processing(ts, recs)
+
+    def _waiting_no_worker(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ts.state = "no-worker"
+        self.unrunnable.add(ts)
+
+    def _assign(self, ts: TaskState, ws: WorkerState, recs: dict[Key, str]) -> None:
+        duration = self.durations.get(ts.prefix, self.default_duration)
+        ts.state = "processing"
+        ts.processing_on = ws
+        ws.processing[ts] = duration
+        ws.occupancy += duration
+        compute = self._compute.get(ws)
+        if compute is None:
+            compute = self._compute[ws] = []
+        compute.append(ts)
+        # hand over dependents whose inputs are now all here or already in memory
+        for dts in ts.dependents:
+            if dts.state == "waiting" and self._pinned_worker(dts) is ws:
+                recs[dts.key] = "processing"
+
+    def _pinned_worker(self, ts: TaskState) -> WorkerState | None:
+        """The one worker running every unfinished input of ``ts``, if there is one."""
+        pinned = None
+        for dts in ts.dependencies:
+            st = dts.state
+            if st == "memory":
+                continue
+            if st != "processing":
+                return None
+            if pinned is None:
+                pinned = dts.processing_on
+            elif dts.processing_on is not pinned:
+                return None
+        return pinned
+
+    def _decide_worker(self, ts: TaskState) -> WorkerState | None:
+        """Earliest estimated start: occupancy per thread plus transfer time of missing inputs."""
+        workers = self.workers
+        if not workers:
+            return None
+        if not ts.dependencies:
+            return min(workers.values(), key=_occupancy_per_thread)
+        total = 0
+        holders: dict[WorkerState, int] = {}
+        for dts in ts.dependencies:
+            total += dts.nbytes
+            for ws in dts.who_has:
+                holders[ws] = holders.get(ws, 0) + dts.nbytes
+        bw = self.bandwidth
+        best = min(workers.values(), key=_occupancy_per_thread)
+        best_cost = best.occupancy / best.nthreads + (total - holders.get(best, 0)) / bw
+        for ws, held in holders.items():
+            cost = ws.occupancy / ws.nthreads + (total - held) / bw
+            if cost < best_cost:
+                best, best_cost = ws, cost
+        return best
+
+    def _processing_memory(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
+        duration = ws.processing.pop(ts)
+        ws.occupancy -= duration
+        if ws.occupancy < 1e-12 or not ws.processing:
+            ws.occupancy = 0.0
+        old = self.durations.get(ts.prefix)
+        self.durations[ts.prefix] = (
+            ts.duration if old is None else old + DURATION_ALPHA * (ts.duration - old)
+        )
+        ts.processing_on = None
+        ts.state = "memory"
+        ts.who_has.append(ws)
+        ws.has_what.add(ts)
+        ws.nbytes += ts.nbytes
+        for dts in ts.dependents:
+            st = dts.state
+            if st == "waiting":
+                dts.waiting_on -= 1
+                if dts.waiting_on == 0 or self._pinned_worker(dts) is not None:
+                    recs[dts.key] = "processing"
+            elif st == "processing":
+                dts.waiting_on -= 1
+        for dts in ts.dependencies:
+            dts.waiters.discard(ts)
+            if not dts.waiters and not dts.who_wants:
+                recs[dts.key] = "released"
+        if ts.who_wants:
+            for client in ts.who_wants:
+                self._in_memory.setdefault(client, []).append(ts)
+        elif not ts.waiters:
+            recs[ts.key] = "released"
+
+    def _processing_erred(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self._unassign(ts)
+        self._erred(ts, recs)
+
+    def _waiting_erred(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self._erred(ts, recs)
+
+    def _released_erred(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self._erred(ts, recs)
+
+    def _no_worker_erred(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self.unrunnable.discard(ts)
+        self._erred(ts, recs)
+
+    def _erred(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ts.state = "erred"
+        for dts in ts.dependents:
+            if dts.state in ("waiting", "processing", "no-worker", "released"):
+                dts.exception = ts.exception
+                recs[dts.key] = "erred"
+        for dts in ts.dependencies:
+            dts.waiters.discard(ts)
+            if not dts.waiters and not dts.who_wants and dts.state == "memory":
+                recs[dts.key] = "released"
+        if ts.who_wants:
+            self._report_error(ts, ts.who_wants)
+        elif not ts.dependents:
+            recs[ts.key] = "released"
+
+    def _report_error(self, ts: TaskState, clients: Iterable[str]) -> None:
+        exc = ts.exception or {}
+        for client in clients:
+            self._client_msgs.setdefault(client, []).append(
+                {"op": "task-erred", "key": ts.key, **exc}
+            )
+
+    def _processing_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self._unassign(ts)
+        self._to_released(ts, recs)
+
+    def _unassign(self, ts: TaskState) -> None:
+        """Take ``ts`` off its worker, which is told to drop it (a no-op if it already did)."""
+        ws = ts.processing_on
+        if ws is None:
+            return
+        ws.occupancy -= ws.processing.pop(ts)
+        if not ws.processing:
+            ws.occupancy = 0.0
+        self._free.setdefault(ws.address, []).append(ts.key)
+        ts.processing_on = None
+
+    def _waiting_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self._to_released(ts, recs)
+
+    def _no_worker_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self.unrunnable.discard(ts)
+        self._to_released(ts, recs)
+
+    def _memory_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        for ws in ts.who_has:
+            ws.has_what.discard(ts)
+            ws.nbytes -= ts.nbytes
+            self._free.setdefault(ws.address, []).append(ts.key)
+        ts.who_has = []
+        for dts in ts.dependents:
+            st = dts.state
+            if st == "waiting" or st == "processing":
+                dts.waiting_on += 1
+            if st == "processing" or st == "no-worker":
+                recs[dts.key] = "released"
+        self._to_released(ts, recs)
+
+    def _erred_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ts.exception = None
+        self._to_released(ts, recs)
+
+    def _to_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        ts.state = "released"
+        for dts in ts.dependencies:
+            dts.waiters.discard(ts)
+        if ts.who_wants or ts.waiters:
+            recs[ts.key] = "waiting"
+            for dts in ts.waiters:
+                if dts.state == "processing":
+                    recs[dts.key] = "released"
+        elif not ts.dependents:
+            recs[ts.key] = "forgotten"
+        else:
+            # kept (released) so that dependents' results can be recomputed
+            for dts in ts.dependencies:
+                if not dts.waiters and not dts.who_wants and dts.state == "memory":
+                    recs[dts.key] = "released"
+
+    # ================================================================== checks
+
+    def validate_state(self) -> None:
+        """Check every invariant; raises AssertionError naming the task or worker."""
+        for key, ts in self.tasks.items():
+            assert ts.key == key, key
+            st = ts.state
+            assert st in ("released", "waiting", "no-worker", "processing", "memory", "erred"), ts
+            if st == "processing":
+                ws = ts.processing_on
+                assert ws is not None and ws.address in self.workers, ts
+                assert ts in ws.processing, (ts, ws)
+                for dts in ts.dependencies:
+                    assert dts.state == "memory" or (
+                        dts.state == "processing" and dts.processing_on is ws
+                    ), (ts, dts)
+            else:
+                assert ts.processing_on is None, ts
+            if st == "memory":
+                assert ts.who_has, ts
+                for ws in ts.who_has:
+                    assert ts in ws.has_what and ws.address in self.workers, (ts, ws)
+            else:
+                assert not ts.who_has, ts
+            if st in ("waiting", "processing"):
+                missing = sum(1 for d in ts.dependencies if d.state != "memory")
+                assert ts.waiting_on == missing, (ts, ts.waiting_on, missing)
+            if st == "waiting":
+                assert (
+                    ts.waiting_on > 0 and self._pinned_worker(ts) is None
+                ) or not self.workers, ts
+            if st == "no-worker":
+                assert ts in self.unrunnable, ts
+            for dts in ts.dependencies:
+                assert ts in dts.dependents, (ts, dts)
+                assert dts.key in self.tasks, (ts, dts)
+            for dts in ts.waiters:
+                assert dts.state not in ("memory", "forgotten"), (ts, dts)
+        for ws in self.workers.values():
+            for ts in ws.processing:
+                assert ts.processing_on is ws, (ws, ts)
+            for ts in ws.has_what:
+                assert ws in ts.who_has, (ws, ts)
+            assert abs(ws.occupancy - sum(ws.processing.values())) < 1e-6, ws
+        for ts in self.unrunnable:
+            assert ts.state == "no-worker", ts
+
+
+def _by_priority(ts: TaskState) -> int:
+    return ts.priority
+
+
+def _occupancy_per_thread(ws: WorkerState) -> float:
+    return ws.occupancy / ws.nthreads
