@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -25,18 +24,22 @@ def _die_with_parent(parent_pid: int | None) -> None:
         sys.exit(0)
 
 
-def _serve_forever(start) -> None:
-    """Run ``start()`` on a fresh loop until SIGTERM/SIGINT or the coroutine's end."""
+def _serve_until_stopped(start) -> None:
+    """Run ``start()`` (returns ``(stop, finished)`` coroutine factories) until SIGTERM/SIGINT."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        signalled = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        waiter = await start()
-        done = asyncio.ensure_future(waiter) if waiter is not None else None
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([t for t in (done, stopper) if t], return_when=asyncio.FIRST_COMPLETED)
+            loop.add_signal_handler(sig, signalled.set)
+        stop, finished = await start()
+        waiters = [asyncio.ensure_future(signalled.wait())]
+        if finished is not None:
+            waiters.append(asyncio.ensure_future(finished))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await stop()
+        for w in waiters:
+            w.cancel()
 
     asyncio.run(main())
 
@@ -65,10 +68,17 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             tmp = Path(args.address_file + ".tmp")
             tmp.write_text(address)
             tmp.replace(args.address_file)
-        print(f"scheduler at {address}", flush=True)
-        return None
+        logging.getLogger("engine.scheduler").info("scheduler at %s", address)
+        if not args.address_file:
+            print(f"scheduler at {address}", flush=True)
 
-    _serve_forever(start)
+        async def stop() -> None:
+            s.close()
+            await asyncio.sleep(0.05)  # let the close messages go out
+
+        return stop, None
+
+    _serve_until_stopped(start)
     return 0
 
 
@@ -86,9 +96,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         await w.start()
         logging.getLogger("engine.worker").info("worker at %s", w.address)
-        return w.finished()
 
-    _serve_forever(start)
+        async def stop() -> None:
+            await w.close()
+            await asyncio.sleep(0.05)  # let the goodbye go out
+
+        return stop, w.finished()
+
+    _serve_until_stopped(start)
     return 0
 
 
@@ -133,10 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--title")
     plot.set_defaults(func=cmd_stream_plot)
 
-    with contextlib.suppress(ImportError):
-        from comparisons.data import cli as data_cli
+    from comparisons.data import cli as data_cli
 
-        data_cli.add_parser(sub)
+    data_cli.add_parser(sub)
     return parser
 
 

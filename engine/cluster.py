@@ -117,21 +117,10 @@ class LocalCluster:
         p.wait(10)
 
     def close(self) -> None:
-        procs = [*self.worker_processes]
+        """Workers first (they say goodbye), then the scheduler; SIGKILL after 5 s."""
+        _stop(self.worker_processes)
         if self.scheduler_process is not None:
-            procs.append(self.scheduler_process)
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.terminate()
-        deadline = time.monotonic() + 5
-        for p in procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                p.wait(5)
+            _stop([self.scheduler_process])
         self.worker_processes = []
         self.scheduler_process = None
         self._tmp.cleanup()
@@ -146,6 +135,21 @@ class LocalCluster:
         if self.scheduler_process is not None:
             with contextlib.suppress(Exception):
                 self.close()
+
+
+def _stop(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.wait(5)
 
 
 class InProcessCluster:
@@ -201,6 +205,7 @@ class InProcessCluster:
         async def stop() -> None:
             for w in self.workers:
                 await w.close()
+            await asyncio.sleep(0.05)  # let the goodbyes arrive
             if self.scheduler is not None:
                 self.scheduler.close()
             await asyncio.sleep(0)

@@ -163,6 +163,9 @@ class Scheduler:
                     )
                 elif op == "heartbeat":
                     pass
+                elif op == "goodbye":
+                    self._remove_worker(address, "it closed", expected=True)
+                    return
                 else:
                     logger.warning("unknown op %r from worker %s", op, address)
         except _comm.CommClosedError:
@@ -170,14 +173,15 @@ class Scheduler:
         finally:
             self._remove_worker(address, "connection closed")
 
-    def _remove_worker(self, address: str, why: str) -> None:
+    def _remove_worker(self, address: str, why: str, expected: bool = False) -> None:
         comm = self.workers.pop(address, None)
         if comm is None:
             return
         comm.abort()
         self.worker_pids.pop(address, None)
         self.last_seen.pop(address, None)
-        logger.warning("worker %s removed: %s", address, why)
+        level = logging.INFO if expected else logging.WARNING
+        logger.log(level, "worker %s left: %s", address, why)
         self._send(self.state.remove_worker(address, stimulus_id=self._sid("remove-worker")))
         self._workers_changed.set()
 

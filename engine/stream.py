@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from engine.graph import key_prefix
 
 TaskStatus = Literal["memory", "erred"]
 
@@ -389,32 +390,6 @@ class TaskStream:
 
 
 # ---- peers ------------------------------------------------------------------------------
-
-_HEX8 = re.compile(r"[a-f0-9]{8}$")
-_HEX32 = re.compile(r"[a-f0-9]{32}$")
-
-
-def key_prefix(key: object) -> str:
-    """Task prefix of a dask-style key ("inc-3f2a..." → "inc"), as `dask.utils.key_split`."""
-    if isinstance(key, bytes):
-        key = key.decode()
-    if isinstance(key, tuple):
-        key = key[0] if key else ""
-    s = str(key)
-    words = s.split("-")
-    first = words[0]
-    result = first if first[:1].isalpha() else first.split(",")[0].strip("_'()\"")
-    for word in words[1:]:
-        if word.isalpha() and not (len(word) == 8 and _HEX8.match(word)):
-            result += "-" + word
-        else:
-            break
-    if _HEX32.match(result):
-        return "data"
-    if result.startswith("<"):
-        parts = result.strip("<>").split()
-        result = parts[0].split(".")[-1] if parts else result
-    return result or "Other"
 
 
 def from_dask_task_stream(records: list[dict[str, Any]]) -> TaskStream:

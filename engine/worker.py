@@ -141,6 +141,8 @@ class Worker:
         with self.cond:
             self.cond.notify_all()
         if self._sched is not None:
+            with contextlib.suppress(_comm.CommClosedError):
+                self._sched.send({"op": "goodbye"})
             self._sched.close()
         if self._server is not None:
             self._server.close()
