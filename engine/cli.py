@@ -78,11 +78,18 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
         return stop, None
 
-    _serve_until_stopped(start)
+    try:
+        _serve_until_stopped(start)
+    except OSError as e:
+        print(
+            f"taskbench: cannot start a scheduler on {args.host}:{args.port}: {e}", file=sys.stderr
+        )
+        return 1
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from engine import comm
     from engine.worker import Worker
 
     _die_with_parent(args.parent_pid)
@@ -103,7 +110,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         return stop, w.finished()
 
-    _serve_until_stopped(start)
+    try:
+        _serve_until_stopped(start)
+    except (OSError, comm.HandshakeError) as e:
+        print(f"taskbench: the worker cannot join {args.address}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

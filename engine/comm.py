@@ -36,6 +36,7 @@ TOKEN_FILE_ENV = "TASKBENCH_TOKEN_FILE"
 MAX_FRAME_ENV = "TASKBENCH_MAX_FRAME_BYTES"
 DEFAULT_MAX_FRAME_BYTES = 2**31
 PRE_AUTH_MAX_FRAME_BYTES = 4096
+PRE_AUTH_MAX_FRAMES = 4
 MAX_FRAMES = 1 << 16
 HANDSHAKE_TIMEOUT = 10.0
 _PREFIX = struct.Struct("<QI")
@@ -128,18 +129,53 @@ def loads(frames: Sequence[Any]) -> Any:
 # --------------------------------------------------------------------------- frames
 
 
+def _nbytes(frame: Any) -> int:
+    return frame.nbytes if isinstance(frame, memoryview) else len(frame)
+
+
+def _split(batch: list[tuple[Message, Sequence[Any]]], limit: int) -> list[list]:
+    """Chunks of the batch that each fit one frame (a single oversized message goes alone)."""
+    chunks: list[list] = [[]]
+    size = frames = 0
+    for msg, data in batch:
+        n = sum(_nbytes(f) for f in data) + 256
+        if chunks[-1] and (size + n > limit or frames + len(data) >= MAX_FRAMES - 1):
+            chunks.append([])
+            size = frames = 0
+        chunks[-1].append((msg, data))
+        size += n
+        frames += len(data)
+    return chunks
+
+
+def _encodable(batch: list[tuple[Message, Sequence[Any]]], peer: str) -> list:
+    """Drop (and log) the messages whose headers msgpack cannot encode; keep the rest."""
+    kept = []
+    for msg, data in batch:
+        try:
+            msgpack.packb(msg, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as e:
+            logger.error(
+                "dropped a message to %s that cannot be encoded (%s): %.200r", peer, e, msg
+            )
+            continue
+        kept.append((msg, data))
+    return kept
+
+
 def _encode(batch: list[tuple[Message, Sequence[Any]]]) -> list[Any]:
     headers = []
     data: list[Any] = []
     for msg, frames in batch:
         if frames:
             msg = {**msg, "_nframes": len(frames)}
-            data.extend(frames)
+            for f in frames:
+                if isinstance(f, memoryview) and (f.ndim != 1 or f.itemsize != 1):
+                    f = f.cast("B")  # asyncio slices partial sends by item, not byte
+                data.append(f)
         headers.append(msg)
     head = msgpack.packb(headers, use_bin_type=True)
-    lengths = [len(head)]
-    for f in data:
-        lengths.append(f.nbytes if isinstance(f, memoryview) else len(f))
+    lengths = [len(head), *(_nbytes(f) for f in data)]
     prefix = _PREFIX.pack(sum(lengths), len(lengths)) + struct.pack(f"<{len(lengths)}Q", *lengths)
     # small pieces are joined into one write; big buffers go as they are (no copy)
     out: list[Any] = []
@@ -159,8 +195,10 @@ def _encode(batch: list[tuple[Message, Sequence[Any]]]) -> list[Any]:
 class _FrameProtocol(asyncio.BufferedProtocol):
     """Reads frames into a scratch buffer, or straight into a big frame's own bytearray."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_frames: int = MAX_FRAMES) -> None:
         self.limit = limit
+        self.max_frames = max_frames
+        self.peer_limit = max_frame_bytes()  # what we may send: the peer's default limit
         self.transport: asyncio.BaseTransport | None = None
         self.inbox: deque[tuple[Message, Frames]] = deque()
         self.waiter: asyncio.Future | None = None
@@ -230,7 +268,7 @@ class _FrameProtocol(asyncio.BufferedProtocol):
                     if len(buf) - pos < _PREFIX.size:
                         break
                     total, n = _PREFIX.unpack_from(buf, pos)
-                    if n == 0 or n > MAX_FRAMES:
+                    if n == 0 or n > self.max_frames:
                         raise ProtocolError(f"bad frame count {n}")
                     if total > self.limit:
                         raise ProtocolError(
@@ -281,7 +319,7 @@ class _FrameProtocol(asyncio.BufferedProtocol):
             if not isinstance(msg, dict) or "op" not in msg:
                 raise ProtocolError(f"message without an op: {msg!r:.80}")
             n = msg.pop("_nframes", 0)
-            if not isinstance(n, int) or i + n > len(frames):
+            if type(n) is not int or n < 0 or i + n > len(frames):
                 raise ProtocolError("message claims more frames than were sent")
             self.inbox.append((msg, frames[i : i + n]))
             i += n
@@ -342,14 +380,19 @@ class Comm:
         if not self.closed:
             self.send(msg, frames)
 
-    def _flush(self) -> None:
+    def _flush(self, force: bool = False) -> None:
         self._flush_scheduled = False
-        if not self._out or self._p.paused or self._p.closed_exc is not None:
+        if not self._out or (self._p.paused and not force) or self._p.closed_exc is not None:
             return
         batch, self._out = self._out, []
         transport = self._p.transport
-        for piece in _encode(batch):
-            transport.write(piece)
+        for chunk in _split(batch, self._p.peer_limit):
+            try:
+                pieces = _encode(chunk)
+            except (TypeError, ValueError, OverflowError):
+                pieces = _encode(_encodable(chunk, self.peer))
+            for piece in pieces:
+                transport.write(piece)
 
     async def drain(self) -> None:
         """Wait until everything queued has been handed to the kernel."""
@@ -395,7 +438,7 @@ class Comm:
 
     def close(self) -> None:
         if self._out and not self.closed:
-            self._flush()
+            self._flush(force=True)
         t = self._p.transport
         if t is not None and not t.is_closing():
             t.close()
@@ -453,8 +496,8 @@ def parse_address(address: str) -> tuple[str, str, int]:
     if scheme != "tcp":
         raise ValueError(f"unknown scheme in address {address!r}")
     host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"address {address!r} is not host:port")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"address {address!r} is not host:port (port 0-65535)")
     return scheme, host.strip("[]"), int(port)
 
 
@@ -490,7 +533,7 @@ class Server:
         return self.address
 
     def _tcp_protocol(self) -> _FrameProtocol:
-        p = _FrameProtocol(PRE_AUTH_MAX_FRAME_BYTES)
+        p = _FrameProtocol(PRE_AUTH_MAX_FRAME_BYTES, PRE_AUTH_MAX_FRAMES)
         loop = asyncio.get_running_loop()
         loop.call_soon(self._start, p)
         return p
@@ -509,10 +552,11 @@ class Server:
         try:
             await _server_handshake(comm, self.token)
         except (HandshakeError, CommClosedError, TimeoutError) as e:
-            logger.warning("refused connection from %s: %s", peer, e or type(e).__name__)
+            logger.warning("refused connection from %s: %s", peer, str(e) or type(e).__name__)
             comm.abort()
             return
         p.limit = max_frame_bytes()
+        p.max_frames = MAX_FRAMES
         self._comms.add(comm)
         try:
             await self.handler(comm)
@@ -557,13 +601,15 @@ async def connect(address: str, token: str, timeout: float = 10.0) -> Comm:
             raise ConnectionRefusedError(f"nothing listens at {address}")
         server_loop, accept = entry
         mine = _FrameProtocol(max_frame_bytes())
-        theirs = _FrameProtocol(PRE_AUTH_MAX_FRAME_BYTES)
-        t_mine = _InprocTransport(theirs, server_loop, f"inproc-client-{id(mine):x}")
-        t_theirs = _InprocTransport(mine, loop, address)
+        theirs = _FrameProtocol(PRE_AUTH_MAX_FRAME_BYTES, PRE_AUTH_MAX_FRAMES)
+        me = f"inproc-client-{id(mine):x}"
+        # each transport reports, as its peer, the other end's name
+        t_mine = _InprocTransport(theirs, server_loop, address)
+        t_theirs = _InprocTransport(mine, loop, me)
         t_mine.other, t_theirs.other = t_theirs, t_mine
         mine.connection_made(t_mine)
         server_loop.call_soon_threadsafe(_inproc_accept, theirs, t_theirs, accept)
-        comm = Comm(mine, f"inproc-client-{id(mine):x}", address)
+        comm = Comm(mine, me, address)
     else:
         try:
             _, p = await asyncio.wait_for(
@@ -573,7 +619,11 @@ async def connect(address: str, token: str, timeout: float = 10.0) -> Comm:
         except TimeoutError:
             raise TimeoutError(f"timed out connecting to {address}") from None
         comm = Comm(p, _local_name(p), address)
-    await _client_handshake(comm, token)
+    try:
+        await _client_handshake(comm, token)
+    except BaseException:
+        comm.abort()
+        raise
     return comm
 
 
