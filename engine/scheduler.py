@@ -12,12 +12,12 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import deque
 from typing import Any
 
 from engine import comm as _comm
-from engine.graph import key_prefix, key_str
+from engine.graph import key_prefix
 from engine.state import Msgs, SchedulerState
+from engine.stream import RecordBuffer
 
 logger = logging.getLogger("engine.scheduler")
 
@@ -42,8 +42,7 @@ class Scheduler:
         self.worker_pids: dict[str, int] = {}
         self.clients: dict[str, _comm.Comm] = {}
         self.last_seen: dict[str, float] = {}
-        self.stream: deque[tuple] = deque(maxlen=stream_length)
-        self.stream_count = 0  # records ever appended; a record's index never changes
+        self.stream = RecordBuffer(stream_length)
         self.address = ""
         self._server = _comm.Server(self._handle, self.token)
         self._stimulus = itertools.count()
@@ -187,17 +186,12 @@ class Scheduler:
 
     def _record(self, address: str, records: list, status: str) -> None:
         tasks = self.state.tasks
-        append = self.stream.append
-        for key, thread, ready, start, stop, nbytes, sizeof_s, transfers in records:
-            if thread < 0:
-                continue  # already held: nothing ran
-            self.stream_count += 1
-            ts = tasks.get(key)
-            prefix = ts.prefix if ts is not None else key_prefix(key)
-            append(
-                (key_str(key), prefix, address, thread, ready, start, stop, nbytes, sizeof_s,
-                 status, transfers or ())
-            )  # fmt: skip
+        ran = [r for r in records if r[1] >= 0]  # thread -1: already held, nothing ran
+        prefixes = []
+        for r in ran:
+            ts = tasks.get(r[0])
+            prefixes.append(ts.prefix if ts is not None else key_prefix(r[0]))
+        self.stream.append(address, status, prefixes, ran)
 
     async def _watch_heartbeats(self) -> None:
         while True:
@@ -274,11 +268,8 @@ class Scheduler:
 
     def _stream_since(self, start: int) -> dict[str, Any]:
         """Records from index ``start`` on (none for a negative start: just the end index)."""
-        first = self.stream_count - len(self.stream)
-        if start < 0:
-            return {"rows": [], "end": self.stream_count, "first": first}
-        rows = list(itertools.islice(self.stream, max(start - first, 0), None))
-        return {"rows": rows, "end": self.stream_count, "first": first}
+        rows = self.stream.rows(start) if start >= 0 else []
+        return {"rows": rows, "end": self.stream.count, "first": self.stream.first}
 
     def _update_graph(self, comm: _comm.Comm, client: str, msg: dict, frames: list) -> None:
         try:

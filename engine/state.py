@@ -29,6 +29,7 @@ TaskStateName = Literal[
 ]
 Key = Any  # str | bytes | int | float | tuple — see engine.graph
 Msgs = dict[str, list[dict[str, Any]]]
+_NO_TASKS: frozenset = frozenset()
 
 DEFAULT_DURATION = 0.0005
 DEFAULT_BANDWIDTH = 100e6
@@ -66,13 +67,14 @@ class TaskState:
         self.kind = kind
         self.priority = priority
         self.state: TaskStateName = "released"
-        self.dependencies: list[TaskState] = []
-        self.dependents: set[TaskState] = set()
+        # empty collections are shared until first use: a million root tasks stay small
+        self.dependencies: tuple[TaskState, ...] = ()
+        self.dependents: set[TaskState] | frozenset = _NO_TASKS
         self.waiting_on = 0
-        self.waiters: set[TaskState] = set()
-        self.who_has: list[WorkerState] = []
+        self.waiters: set[TaskState] | frozenset = _NO_TASKS
+        self.who_has: list[WorkerState] | tuple = ()
         self.processing_on: WorkerState | None = None
-        self.who_wants: set[str] | None = None
+        self.who_wants: frozenset[str] | None = None  # shared per client: see _wanted_by
         self.nbytes = 0
         self.duration = 0.0
         self.exception: dict[str, Any] | None = None
@@ -191,9 +193,18 @@ class SchedulerState:
 
         Dependencies must be in ``tasks`` or already known; the client validated the graph.
         """
+        all_tasks = self.tasks
+        wanted = list(wanted)
+        # check everything first: a refused graph leaves no trace
+        for key, (deps, *_) in tasks.items():
+            for dk in deps:
+                if dk not in tasks and dk not in all_tasks:
+                    raise KeyError(f"task {key!r} depends on unknown key {dk!r}")
+        for key in wanted:
+            if key not in tasks and key not in all_tasks:
+                raise KeyError(f"wanted key {key!r} is not in the graph")
         self.generation += 1
         base = self.generation << 40
-        all_tasks = self.tasks
         new: list[TaskState] = []
         for key, (_deps, run, kind, prefix) in tasks.items():
             if key in all_tasks:
@@ -204,21 +215,17 @@ class SchedulerState:
         for ts in new:
             deps = tasks[ts.key][0]
             if deps:
-                dependencies = ts.dependencies
-                for dk in deps:
-                    dts = all_tasks.get(dk)
-                    if dts is None:
-                        raise KeyError(f"task {ts.key!r} depends on unknown key {dk!r}")
-                    dependencies.append(dts)
-                    dts.dependents.add(ts)
+                ts.dependencies = tuple(all_tasks[dk] for dk in deps)
+                for dts in ts.dependencies:
+                    _add_dependent(dts, ts)
         recs: dict[Key, str] = {}
+        only_client = frozenset((client,))
         for key in wanted:
-            ts = all_tasks.get(key)
-            if ts is None:
-                raise KeyError(f"wanted key {key!r} is not in the graph")
+            ts = all_tasks[key]
             if ts.who_wants is None:
-                ts.who_wants = set()
-            ts.who_wants.add(client)
+                ts.who_wants = only_client
+            elif client not in ts.who_wants:
+                ts.who_wants = ts.who_wants | only_client
             if ts.state == "memory":
                 self._in_memory.setdefault(client, []).append(ts)
             elif ts.state == "erred":
@@ -300,9 +307,8 @@ class SchedulerState:
             ts = self.tasks.get(key)
             if ts is None or not ts.who_wants or client not in ts.who_wants:
                 continue
-            ts.who_wants.discard(client)
-            if not ts.who_wants:
-                ts.who_wants = None
+            ts.who_wants = ts.who_wants - {client} or None
+            if ts.who_wants is None:
                 if not ts.waiters and ts.state in ("memory", "erred", "released"):
                     recs[key] = "released" if ts.state != "released" else "forgotten"
                 elif not ts.waiters and not ts.dependents:
@@ -338,12 +344,12 @@ class SchedulerState:
         wm = self._worker_msgs
         for addr, keys in self._free.items():
             if keys and addr in self.workers:
-                wm.setdefault(addr, []).append({"op": "free", "keys": keys})
+                wm.setdefault(addr, []).append({"op": "free", "keys": list(dict.fromkeys(keys))})
         for ws, tss in self._compute.items():
             addr = ws.address
             tasks = []
             runs = []
-            for ts in tss:
+            for ts in dict.fromkeys(tss):
                 if ts.processing_on is not ws:
                     continue  # assigned and taken back within this event
                 deps = []
@@ -412,14 +418,14 @@ class SchedulerState:
         for dts in ts.dependencies:
             if dts.state != "memory":
                 waiting_on += 1
-                dts.waiters.add(ts)
+                _add_waiter(dts, ts)
                 if dts.state == "released":
                     recs[dts.key] = "waiting"
                 elif dts.state == "erred":
                     ts.exception = dts.exception
                     recs[ts.key] = "erred"
             else:
-                dts.waiters.add(ts)
+                _add_waiter(dts, ts)
         ts.waiting_on = waiting_on
         if waiting_on == 0 or self._pinned_worker(ts) is not None:
             recs[ts.key] = "processing"
@@ -428,11 +434,15 @@ class SchedulerState:
         ts.state = "forgotten"
         del self.tasks[ts.key]
         for dts in ts.dependencies:
-            dts.dependents.discard(ts)
-            dts.waiters.discard(ts)
-            if not dts.dependents and not dts.who_wants:
+            _discard(dts.dependents, ts)
+            _discard(dts.waiters, ts)
+            if dts.who_wants:
+                continue
+            if not dts.dependents:
                 recs[dts.key] = "forgotten" if dts.state == "released" else "released"
-        ts.dependencies = []
+            elif not dts.waiters and dts.state == "memory":
+                recs[dts.key] = "released"
+        ts.dependencies = ()
 
     def _waiting_processing(self, ts: TaskState, recs: dict[Key, str]) -> None:
         ws = self._pinned_worker(ts) if ts.waiting_on else None
@@ -518,7 +528,7 @@ class SchedulerState:
         )
         ts.processing_on = None
         ts.state = "memory"
-        ts.who_has.append(ws)
+        ts.who_has = [ws]
         ws.has_what.add(ts)
         ws.nbytes += ts.nbytes
         for dts in ts.dependents:
@@ -530,7 +540,7 @@ class SchedulerState:
             elif st == "processing":
                 dts.waiting_on -= 1
         for dts in ts.dependencies:
-            dts.waiters.discard(ts)
+            _discard(dts.waiters, ts)
             if not dts.waiters and not dts.who_wants:
                 recs[dts.key] = "released"
         if ts.who_wants:
@@ -560,7 +570,7 @@ class SchedulerState:
                 dts.exception = ts.exception
                 recs[dts.key] = "erred"
         for dts in ts.dependencies:
-            dts.waiters.discard(ts)
+            _discard(dts.waiters, ts)
             if not dts.waiters and not dts.who_wants and dts.state == "memory":
                 recs[dts.key] = "released"
         if ts.who_wants:
@@ -602,7 +612,7 @@ class SchedulerState:
             ws.has_what.discard(ts)
             ws.nbytes -= ts.nbytes
             self._free.setdefault(ws.address, []).append(ts.key)
-        ts.who_has = []
+        ts.who_has = ()
         for dts in ts.dependents:
             st = dts.state
             if st == "waiting" or st == "processing":
@@ -618,7 +628,7 @@ class SchedulerState:
     def _to_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
         ts.state = "released"
         for dts in ts.dependencies:
-            dts.waiters.discard(ts)
+            _discard(dts.waiters, ts)
         if ts.who_wants or ts.waiters:
             recs[ts.key] = "waiting"
             for dts in ts.waiters:
@@ -678,6 +688,25 @@ class SchedulerState:
             assert abs(ws.occupancy - sum(ws.processing.values())) < 1e-6, ws
         for ts in self.unrunnable:
             assert ts.state == "no-worker", ts
+
+
+def _add_dependent(ts: TaskState, dependent: TaskState) -> None:
+    if ts.dependents is _NO_TASKS:
+        ts.dependents = {dependent}
+    else:
+        ts.dependents.add(dependent)
+
+
+def _add_waiter(ts: TaskState, waiter: TaskState) -> None:
+    if ts.waiters is _NO_TASKS:
+        ts.waiters = {waiter}
+    else:
+        ts.waiters.add(waiter)
+
+
+def _discard(tasks: set | frozenset, ts: TaskState) -> None:
+    if ts in tasks:
+        tasks.remove(ts)  # type: ignore[union-attr]  # never the shared empty frozenset
 
 
 def _by_priority(ts: TaskState) -> int:

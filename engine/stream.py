@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from engine.graph import key_prefix
+from engine.graph import key_prefix, key_str
 
 TaskStatus = Literal["memory", "erred"]
 
@@ -64,6 +65,53 @@ class TaskRecord:
     sizeof_seconds: float
     status: TaskStatus
     transfers: list[Transfer] = field(default_factory=list)
+
+
+class RecordBuffer:
+    """A bounded, columnar store of task records: about 60 bytes a record.
+
+    Records keep their index for life (``count`` is how many were ever appended); when
+    more than ``capacity`` are held, the oldest batches are dropped whole.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.count = 0
+        self._held = 0
+        self._chunks: deque[tuple] = deque()
+
+    @property
+    def first(self) -> int:
+        return self.count - self._held
+
+    def append(
+        self, worker: str, status: str, prefixes: list[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Rows as workers send them: key, thread, ready, start, stop, nbytes, sizeof, transfers."""
+        if not rows:
+            return
+        numbers = np.array([r[1:7] for r in rows], dtype=np.float64)
+        transfers = {i: r[7] for i, r in enumerate(rows) if r[7]}
+        keys = [r[0] for r in rows]
+        self._chunks.append((self.count, worker, status, keys, prefixes, numbers, transfers))
+        self.count += len(rows)
+        self._held += len(rows)
+        while self._held > self.capacity and len(self._chunks) > 1:
+            self._held -= len(self._chunks.popleft()[3])
+
+    def rows(self, start: int = 0) -> list[tuple]:
+        """Wire rows (``ROW_FIELDS``) of every held record with index ≥ ``start``."""
+        out = []
+        for first, worker, status, keys, prefixes, numbers, transfers in self._chunks:
+            if first + len(keys) <= start:
+                continue
+            for i in range(max(start - first, 0), len(keys)):
+                thread, ready, begin, stop, nbytes, sizeof_s = numbers[i].tolist()
+                out.append(
+                    (key_str(keys[i]), prefixes[i], worker, int(thread), ready, begin, stop,
+                     int(nbytes), sizeof_s, status, transfers.get(i, ()))
+                )  # fmt: skip
+        return out
 
 
 class TaskStream:

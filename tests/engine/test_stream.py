@@ -377,3 +377,25 @@ def test_from_real_dask_task_stream():
     assert all(r.status == "memory" and r.stop >= r.start for r in s.records)
     assert s.makespan() > 0
     assert s.inter_task_lags().min(initial=0.0) >= 0.0
+
+
+def test_record_buffer_keeps_indices_and_drops_whole_old_batches():
+    from engine.stream import RecordBuffer
+
+    buf = RecordBuffer(capacity=5)
+    rows = [(("x", i), 0, 1.0 + i, 2.0 + i, 3.0 + i, 100 + i, 1e-6, ()) for i in range(3)]
+    buf.append("tcp://w1", "memory", ["x"] * 3, rows)
+    transfer = [["('x', 0)", "tcp://w1", 100, 2.5, 2.6]]
+    buf.append("tcp://w2", "erred", ["y"], [("y", 1, 4.0, 5.0, 6.0, 0, 0.0, transfer)])
+    assert buf.count == 4 and buf.first == 0
+    out = buf.rows(2)
+    assert out[0] == ("('x', 2)", "x", "tcp://w1", 0, 3.0, 4.0, 5.0, 102, 1e-6, "memory", ())
+    assert out[1] == ("y", "y", "tcp://w2", 1, 4.0, 5.0, 6.0, 0, 0.0, "erred", transfer)
+    stream = TaskStream.from_rows(buf.rows())
+    assert [r.key for r in stream.records] == ["('x', 0)", "('x', 1)", "('x', 2)", "y"]
+    assert stream.records[3].transfers[0].source == "tcp://w1"
+    buf.append("tcp://w1", "memory", ["z"] * 3, [("z", 0, 1.0, 2.0, 3.0, 1, 0.0, ())] * 3)
+    # 7 held > 5: the oldest whole batch (3 records) goes, indices stay
+    assert buf.count == 7 and buf.first == 3
+    assert [r[0] for r in buf.rows()] == ["y", "z", "z", "z"]
+    assert [r[0] for r in buf.rows(5)] == ["z", "z"]

@@ -1,0 +1,1143 @@
+"""SchedulerState as a pure state machine: events in, messages out, no sockets.
+
+Every test runs with ``validate=True``, so the invariants are checked after each event.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from engine.state import InvalidTransition, Msgs, SchedulerState
+
+Spec = Mapping[str, Sequence[str]]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def graph(spec: Spec) -> dict[str, tuple[list[str], str, int, str]]:
+    """``{key: deps}`` -> the ``update_graph`` tasks mapping; runs are placeholder strings."""
+    return {k: (list(deps), f"run-{k}", 0, k.split("-")[0]) for k, deps in spec.items()}
+
+
+def order_of(spec: Spec) -> dict[str, int]:
+    return {k: i for i, k in enumerate(spec)}
+
+
+def make_state(workers: Mapping[str, int] | Iterable[str] = ("A",), **kwargs: Any):
+    state = SchedulerState(validate=True, **kwargs)
+    items = workers.items() if isinstance(workers, Mapping) else ((w, 1) for w in workers)
+    for addr, nthreads in items:
+        assert state.add_worker(addr, nthreads, stimulus_id=f"add-{addr}") == ({}, {})
+    return state
+
+
+def submit(
+    state: SchedulerState, spec: Spec, wanted: Iterable[str], client: str = "c1", sid: str = "g"
+) -> tuple[Msgs, Msgs]:
+    return state.update_graph(client, graph(spec), list(wanted), order_of(spec), stimulus_id=sid)
+
+
+def finish(state: SchedulerState, addr: str, *keys: str, nbytes: int = 8, sid: str = "fin"):
+    return state.tasks_finished(addr, [(k, nbytes, 0.001) for k in keys], stimulus_id=sid)
+
+
+def computed(wmsgs: Msgs) -> dict[str, list[str]]:
+    """``{address: [keys in compute messages]}``."""
+    out: dict[str, list[str]] = {}
+    for addr, msgs in wmsgs.items():
+        for msg in msgs:
+            if msg["op"] == "compute":
+                out.setdefault(addr, []).extend(t[0] for t in msg["tasks"])
+    return out
+
+
+def freed(wmsgs: Msgs) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for addr, msgs in wmsgs.items():
+        for msg in msgs:
+            if msg["op"] == "free":
+                out.setdefault(addr, set()).update(msg["keys"])
+    return out
+
+
+def task_entry(wmsgs: Msgs, key: str) -> tuple[str, tuple]:
+    """The worker a key was sent to and its ``(key, priority, kind, deps)`` entry."""
+    found = [
+        (addr, t)
+        for addr, msgs in wmsgs.items()
+        for msg in msgs
+        if msg["op"] == "compute"
+        for t in msg["tasks"]
+        if t[0] == key
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def where(state: SchedulerState, key: str) -> str:
+    ts = state.tasks[key]
+    assert ts.state == "processing", ts
+    return ts.processing_on.address
+
+
+def states(state: SchedulerState) -> dict[str, str]:
+    return {k: ts.state for k, ts in state.tasks.items()}
+
+
+ERROR = {"exception": b"pickled-ZeroDivisionError", "text": "division by zero", "traceback": "tb"}
+
+
+# ---------------------------------------------------------------- one task
+
+
+def test_single_task_lifecycle():
+    state = make_state(["A"])
+    wm, cm = submit(state, {"x": []}, ["x"])
+    assert cm == {}
+    assert list(wm) == ["A"]
+    [msg] = wm["A"]
+    assert msg["op"] == "compute"
+    [(key, priority, kind, deps)] = msg["tasks"]
+    assert (key, kind, deps) == ("x", 0, [])
+    assert priority == state.tasks["x"].priority
+    assert msg["runs"] == ["run-x"]
+    assert states(state) == {"x": "processing"}
+
+    wm, cm = finish(state, "A", "x", nbytes=123)
+    assert wm == {}
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["x"], "who_has": [["A"]]}]}
+    assert state.tasks["x"].nbytes == 123
+    assert state.workers["A"].nbytes == 123
+    assert state.who_has(["x", "nope"]) == {"x": ["A"], "nope": []}
+
+    wm, cm = state.release_keys("c1", ["x"], stimulus_id="rel")
+    assert wm == {"A": [{"op": "free", "keys": ["x"]}]}
+    assert cm == {}
+    assert state.tasks == {}
+    assert state.workers["A"].has_what == set()
+    assert state.workers["A"].nbytes == 0
+
+
+def test_release_while_processing_frees_and_forgets():
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"])
+    wm, cm = state.release_keys("c1", ["x"], stimulus_id="rel")
+    assert freed(wm) == {"A": {"x"}}
+    assert state.tasks == {}
+    assert state.workers["A"].processing == {}
+    assert state.workers["A"].occupancy == 0
+    # the worker finishes it anyway: the result is dropped
+    wm, cm = finish(state, "A", "x")
+    assert wm == {"A": [{"op": "free", "keys": ["x"]}]}
+    assert cm == {}
+    assert state.tasks == {}
+
+
+def test_release_unknown_or_unwanted_keys_is_a_noop():
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"])
+    assert state.release_keys("c1", ["nope"], stimulus_id="r1") == ({}, {})
+    assert state.release_keys("c2", ["x"], stimulus_id="r2") == ({}, {})
+    assert states(state) == {"x": "processing"}
+
+
+# ---------------------------------------------------------------- placement
+
+
+def test_placement_least_occupied_worker():
+    state = make_state(["A", "B"])
+    wm, _ = submit(state, {f"t-{i}": [] for i in range(4)}, [f"t-{i}" for i in range(4)])
+    placed = computed(wm)
+    assert sorted(len(v) for v in placed.values()) == [2, 2]
+    assert set(placed) == {"A", "B"}
+    assert state.workers["A"].occupancy == pytest.approx(state.workers["B"].occupancy)
+
+
+def test_placement_takes_nthreads_into_account():
+    state = make_state({"A": 1, "B": 4})
+    keys = [f"t-{i}" for i in range(10)]
+    wm, _ = submit(state, {k: [] for k in keys}, keys)
+    placed = computed(wm)
+    assert len(placed["A"]) == 2
+    assert len(placed["B"]) == 8
+
+
+def test_placement_uses_learned_durations():
+    state = make_state(["A", "B"])
+    submit(state, {"slow-1": []}, ["slow-1"])
+    assert where(state, "slow-1") == "A"
+    state.tasks_finished("A", [("slow-1", 8, 10.0)], stimulus_id="f")
+    assert state.durations["slow"] == 10.0
+    submit(state, {"slow-2": [], "fast-1": []}, ["slow-2", "fast-1"], sid="g2")
+    # the long task occupies one worker; the short one goes to the other
+    assert where(state, "slow-2") != where(state, "fast-1")
+    assert state.workers[where(state, "slow-2")].occupancy == pytest.approx(10.0)
+
+
+def test_placement_data_locality():
+    state = make_state(["A"])
+    submit(state, {"small": [], "busy-a": []}, ["small", "busy-a"])
+    finish(state, "A", "small", nbytes=10)
+    state.add_worker("B", 1, stimulus_id="add-B")
+    submit(state, {"big": []}, ["big"], sid="g2")
+    assert where(state, "big") == "B"  # A is busy
+    finish(state, "B", "big", nbytes=200_000_000)  # 2 s at the default bandwidth
+    submit(state, {"busy-b": []}, ["busy-b"], sid="g3")
+    assert where(state, "busy-b") == "B"
+    finish(state, "A", "busy-a")
+    assert state.workers["A"].occupancy == 0 < state.workers["B"].occupancy
+
+    wm, _ = submit(state, {"y": ["small", "big"]}, ["y"], sid="g4")
+    addr, (_key, _prio, _kind, deps) = task_entry(wm, "y")
+    assert addr == "B"  # the idle worker would have to fetch 200 MB
+    # inputs held on the target carry no holders; inputs held elsewhere name them
+    assert deps == [("small", 10, ["A"]), ("big", 200_000_000, [])]
+
+    # a small input does not outweigh a busy worker
+    wm, _ = submit(state, {"z": ["small"]}, ["z"], sid="g5")
+    assert task_entry(wm, "z")[0] == "A"
+
+
+def test_placement_idle_worker_fetches_from_every_holder():
+    state = make_state(["A", "B", "C"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x", nbytes=1000)
+    finish(state, "B", "x", nbytes=1000)  # a replica
+    assert state.who_has(["x"]) == {"x": ["A", "B"]}
+    submit(state, {"p-1": [], "p-2": []}, ["p-1", "p-2"], sid="g2")
+    assert {where(state, "p-1"), where(state, "p-2")} == {"A", "B"}
+    wm, _ = submit(state, {"y": ["x"]}, ["y"], sid="g3")
+    addr, (_k, _p, _kd, deps) = task_entry(wm, "y")
+    assert addr == "C"  # 1 kB moves faster than a queued task runs
+    assert deps == [("x", 1000, ["A", "B"])]
+
+
+# ---------------------------------------------------------------- eager assignment
+
+
+def test_chain_is_sent_at_once_in_one_compute_message():
+    state = make_state(["A", "B"])
+    spec = {"c-0": [], "c-1": ["c-0"], "c-2": ["c-1"], "c-3": ["c-2"]}
+    wm, _ = submit(state, spec, ["c-3"])
+    assert len(wm) == 1
+    [(addr, msgs)] = wm.items()
+    assert len(msgs) == 1 and msgs[0]["op"] == "compute"
+    tasks = {t[0]: t for t in msgs[0]["tasks"]}
+    assert set(tasks) == set(spec)
+    assert sorted(msgs[0]["runs"]) == sorted(f"run-{k}" for k in spec)
+    # inputs are running on the same worker: nobody else holds them
+    assert tasks["c-2"][3] == [("c-1", 0, [])]
+    assert all(ts.processing_on.address == addr for ts in state.tasks.values())
+    # priorities follow the client's order
+    assert [tasks[k][1] for k in spec] == sorted(tasks[k][1] for k in spec)
+
+    # finishing the chain link by link sends nothing more to the worker until the end
+    for i, key in enumerate(spec):
+        wm, cm = finish(state, addr, key, sid=f"f{i}")
+        if key != "c-3":
+            assert "compute" not in {m["op"] for m in wm.get(addr, [])}
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["c-3"], "who_has": [[addr]]}]}
+    assert states(state)["c-3"] == "memory"
+
+
+def test_dependent_of_processing_task_with_inputs_in_memory_goes_along():
+    state = make_state(["A", "B"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x", nbytes=50)
+    submit(state, {"busy": []}, ["busy"], sid="g2")
+    assert where(state, "busy") == "A"
+    wm, _ = submit(state, {"a": [], "y": ["a", "x"]}, ["y"], sid="g3")
+    assert task_entry(wm, "a")[0] == "B"
+    addr, (_k, _p, _kd, deps) = task_entry(wm, "y")
+    assert addr == "B"  # with "a", not with "x": no round trip once "a" is done
+    assert len(wm["B"]) == 1  # one compute message carries both
+    assert deps == [("a", 0, []), ("x", 50, ["A"])]
+    assert state.tasks["y"].waiting_on == 1
+
+
+def test_inputs_running_on_two_workers_wait_for_one_to_finish():
+    state = make_state(["A", "B"])
+    wm, _ = submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
+    assert "c" not in {k for keys in computed(wm).values() for k in keys}
+    wa, wb = where(state, "a"), where(state, "b")
+    assert wa != wb
+    assert states(state)["c"] == "waiting"
+    assert state.tasks["c"].waiting_on == 2
+
+    wm, cm = finish(state, wa, "a", nbytes=7)
+    addr, (_k, _p, _kd, deps) = task_entry(wm, "c")
+    assert addr == wb  # handed to the worker still running its other input
+    assert deps == [("a", 7, [wa]), ("b", 0, [])]
+    assert cm == {}
+    wm, cm = finish(state, wb, "b")
+    assert computed(wm) == {}
+    wm, cm = finish(state, wb, "c")
+    assert cm["c1"][0]["keys"] == ["c"]
+    # both intermediate results are freed where they are held
+    assert freed(wm) == {wa: {"a"}, wb: {"b"}}
+
+
+# ---------------------------------------------------------------- freeing
+
+
+def test_intermediate_results_are_freed_once_dependents_are_done():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"], "c": ["b"]}, ["c"])
+    assert finish(state, "A", "a") == ({}, {})
+    wm, _ = finish(state, "A", "b")
+    assert wm == {"A": [{"op": "free", "keys": ["a"]}]}
+    wm, cm = finish(state, "A", "c")
+    assert wm == {"A": [{"op": "free", "keys": ["b"]}]}
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["c"], "who_has": [["A"]]}]}
+    # freed intermediates are kept as released, so that "c" could be recomputed
+    assert states(state) == {"a": "released", "b": "released", "c": "memory"}
+    assert state.workers["A"].has_what == {state.tasks["c"]}
+
+    wm, _ = state.release_keys("c1", ["c"], stimulus_id="rel")
+    assert wm == {"A": [{"op": "free", "keys": ["c"]}]}
+    assert state.tasks == {}
+
+
+def test_shared_input_is_freed_after_its_last_dependent():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"], "c": ["a"]}, ["b", "c"])
+    finish(state, "A", "a")
+    wm, _ = finish(state, "A", "b")
+    assert wm == {}
+    wm, _ = finish(state, "A", "c")
+    assert wm == {"A": [{"op": "free", "keys": ["a"]}]}
+
+
+def test_wanted_keys_are_kept_until_released():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"]}, ["a", "b"])
+    _, cm = finish(state, "A", "a")
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["a"], "who_has": [["A"]]}]}
+    wm, _ = finish(state, "A", "b")
+    assert wm == {}
+    assert states(state) == {"a": "memory", "b": "memory"}
+    wm, _ = state.release_keys("c1", ["a"], stimulus_id="r1")
+    assert wm == {"A": [{"op": "free", "keys": ["a"]}]}
+    assert states(state) == {"a": "released", "b": "memory"}
+    state.release_keys("c1", ["b"], stimulus_id="r2")
+    assert state.tasks == {}
+
+
+def test_free_goes_to_every_holder():
+    state = make_state(["A", "B"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x", nbytes=5)
+    finish(state, "B", "x", nbytes=5)
+    wm, _ = state.release_keys("c1", ["x"], stimulus_id="rel")
+    assert freed(wm) == {"A": {"x"}, "B": {"x"}}
+    assert state.workers["A"].nbytes == state.workers["B"].nbytes == 0
+
+
+def test_release_of_wanted_input_while_dependent_runs_keeps_it_until_then():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"]}, ["a", "b"])
+    finish(state, "A", "a")
+    wm, _ = state.release_keys("c1", ["a"], stimulus_id="r1")
+    assert wm == {}  # "b" still needs it
+    assert states(state) == {"a": "memory", "b": "processing"}
+    wm, _ = finish(state, "A", "b")
+    assert wm == {"A": [{"op": "free", "keys": ["a"]}]}
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_task_erred_reports_to_client_and_errs_dependents():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"], "c": ["b"], "d": []}, ["c", "d"])
+    wm, cm = state.task_erred("A", "a", dict(ERROR), stimulus_id="err")
+    assert cm == {"c1": [{"op": "task-erred", "key": "c", **ERROR, "origin": "a"}]}
+    # the worker drops the erred task and the dependents it was given eagerly
+    assert freed(wm) == {"A": {"a", "b", "c"}}
+    assert state.tasks["c"].state == "erred"
+    assert state.tasks["c"].exception["origin"] == "a"
+    # the erred inputs are kept (erred) only as long as "c", which names them, is wanted
+    assert states(state) == {"a": "erred", "b": "erred", "c": "erred", "d": "processing"}
+    assert state.workers["A"].processing.keys() == {state.tasks["d"]}
+
+    _, cm = finish(state, "A", "d")
+    assert cm["c1"][0]["keys"] == ["d"]
+    state.release_keys("c1", ["c"], stimulus_id="r1")
+    assert set(state.tasks) == {"d"}
+    state.release_keys("c1", ["d"], stimulus_id="r2")
+    assert state.tasks == {}
+
+    # the same keys again are computed afresh
+    wm, cm = submit(state, {"a": [], "b": ["a"], "c": ["b"]}, ["c"], sid="g2")
+    assert sorted(computed(wm)["A"]) == ["a", "b", "c"]
+    assert cm == {}
+    finish(state, "A", "a", "b")
+    _, cm = finish(state, "A", "c")
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["c"], "who_has": [["A"]]}]}
+
+
+def test_wanted_erred_task_reports_itself():
+    state = make_state(["A"])
+    submit(state, {"a": []}, ["a"])
+    _, cm = state.task_erred("A", "a", dict(ERROR), stimulus_id="err")
+    assert cm == {"c1": [{"op": "task-erred", "key": "a", **ERROR, "origin": "a"}]}
+    # a second client asking for an erred key hears about it at once
+    wm, cm = submit(state, {"a": []}, ["a"], client="c2", sid="g2")
+    assert wm == {}
+    assert cm == {"c2": [{"op": "task-erred", "key": "a", **ERROR, "origin": "a"}]}
+    state.release_keys("c1", ["a"], stimulus_id="r1")
+    assert states(state) == {"a": "erred"}
+    state.release_keys("c2", ["a"], stimulus_id="r2")
+    assert state.tasks == {}
+
+
+def test_new_task_on_erred_input_errs_at_once():
+    state = make_state(["A"])
+    submit(state, {"a": []}, ["a"])
+    state.task_erred("A", "a", dict(ERROR), stimulus_id="err")
+    wm, cm = submit(state, {"b": ["a"]}, ["b"], sid="g2")
+    assert wm == {}
+    assert cm == {"c1": [{"op": "task-erred", "key": "b", **ERROR, "origin": "a"}]}
+    state.release_keys("c1", ["a", "b"], stimulus_id="rel")
+    assert state.tasks == {}
+
+
+def test_erred_input_releases_other_inputs():
+    state = make_state(["A", "B"])
+    submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
+    wa, wb = where(state, "a"), where(state, "b")
+    finish(state, wa, "a")
+    assert where(state, "c") == wb
+    wm, cm = state.task_erred(wb, "b", dict(ERROR), stimulus_id="err")
+    assert cm["c1"][0]["key"] == "c"
+    assert freed(wm) == {wa: {"a"}, wb: {"b", "c"}}
+    state.release_keys("c1", ["c"], stimulus_id="rel")
+    assert state.tasks == {}
+
+
+def test_stale_task_erred_is_ignored():
+    state = make_state(["A", "B"])
+    submit(state, {"a": []}, ["a"])
+    other = {"A": "B", "B": "A"}[where(state, "a")]
+    assert state.task_erred(other, "a", dict(ERROR), stimulus_id="e1") == ({}, {})
+    assert state.task_erred("Z", "a", dict(ERROR), stimulus_id="e2") == ({}, {})
+    assert state.task_erred("A", "nope", dict(ERROR), stimulus_id="e3") == ({}, {})
+    assert states(state) == {"a": "processing"}
+
+
+# ---------------------------------------------------------------- workers leaving
+
+
+def test_remove_worker_moves_processing_tasks():
+    state = make_state(["A", "B"])
+    submit(state, {"a": [], "b": []}, ["a", "b"])
+    on_a = [k for k in ("a", "b") if where(state, k) == "A"]
+    assert len(on_a) == 1
+    wm, cm = state.remove_worker("A", stimulus_id="rm")
+    assert computed(wm) == {"B": on_a}
+    assert cm == {}
+    assert set(state.workers) == {"B"}
+    assert all(where(state, k) == "B" for k in ("a", "b"))
+
+
+def test_remove_worker_recomputes_results_it_alone_held():
+    state = make_state(["A", "B"])
+    submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
+    wa, wb = where(state, "a"), where(state, "b")
+    finish(state, wa, "a")
+    assert where(state, "c") == wb
+    # the worker that held "a" dies before "c" ran: "c" is taken back and redone with "a"
+    wm, cm = state.remove_worker(wa, stimulus_id="rm")
+    assert freed(wm) == {wb: {"c"}}
+    assert sorted(computed(wm)[wb]) == ["a", "c"]
+    assert states(state) == {"a": "processing", "b": "processing", "c": "processing"}
+    assert cm == {}
+    finish(state, wb, "a", "b")
+    _, cm = finish(state, wb, "c")
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["c"], "who_has": [[wb]]}]}
+
+
+def test_remove_worker_keeps_results_held_elsewhere():
+    state = make_state(["A", "B"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x")
+    finish(state, "B", "x")
+    wm, cm = state.remove_worker("A", stimulus_id="rm")
+    assert (wm, cm) == ({}, {})
+    assert state.who_has(["x"]) == {"x": ["B"]}
+
+
+def test_remove_worker_recomputes_released_wanted_result():
+    state = make_state(["A", "B"])
+    submit(state, {"a": [], "b": ["a"]}, ["b"])
+    w = where(state, "a")
+    finish(state, w, "a", "b")
+    assert states(state) == {"a": "released", "b": "memory"}
+    other = {"A": "B", "B": "A"}[w]
+    wm, cm = state.remove_worker(w, stimulus_id="rm")
+    assert sorted(computed(wm)[other]) == ["a", "b"]
+    finish(state, other, "a")
+    _, cm = finish(state, other, "b")
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["b"], "who_has": [[other]]}]}
+
+
+def test_remove_unknown_worker_is_a_noop():
+    state = make_state(["A"])
+    assert state.remove_worker("Z", stimulus_id="rm") == ({}, {})
+    with pytest.raises(ValueError, match="already registered"):
+        state.add_worker("A", 1, stimulus_id="again")
+
+
+def test_no_worker_then_add_worker():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"], "c": []}, ["b", "c"])
+    finish(state, "A", "c")
+    wm, cm = state.remove_worker("A", stimulus_id="rm")
+    assert (wm, cm) == ({}, {})
+    assert states(state) == {"a": "no-worker", "b": "waiting", "c": "no-worker"}
+    assert {ts.key for ts in state.unrunnable} == {"a", "c"}
+
+    wm, cm = state.add_worker("B", 2, stimulus_id="add-B")
+    assert sorted(computed(wm)["B"]) == ["a", "b", "c"]
+    assert state.unrunnable == set()
+    finish(state, "B", "a", "b")
+    _, cm = finish(state, "B", "c")
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["c"], "who_has": [["B"]]}]}
+
+
+def test_update_graph_without_workers_waits():
+    state = make_state([])
+    wm, cm = submit(state, {"a": [], "b": ["a"]}, ["b"])
+    assert (wm, cm) == ({}, {})
+    assert states(state) == {"a": "no-worker", "b": "waiting"}
+    wm, _ = state.add_worker("A", 1, stimulus_id="add")
+    assert sorted(computed(wm)["A"]) == ["a", "b"]
+
+
+def test_fail_unrunnable_errs_with_the_reason():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"], "c": []}, ["b", "c"])
+    state.remove_worker("A", stimulus_id="rm")
+    reason = "no worker was available for 30 s"
+    wm, cm = state.fail_unrunnable(reason, stimulus_id="timeout")
+    assert wm == {}
+    msgs = sorted(cm["c1"], key=lambda m: m["key"])
+    assert msgs == [
+        {"op": "task-erred", "key": "b", "exception": None, "text": reason, "traceback": "",
+         "origin": "a"},
+        {"op": "task-erred", "key": "c", "exception": None, "text": reason, "traceback": "",
+         "origin": "c"},
+    ]  # fmt: skip
+    assert state.unrunnable == set()
+    assert state.story("c")[-1][1:] == ("no-worker", "erred", "timeout")
+    # a worker joining later has nothing to do
+    assert state.add_worker("B", 1, stimulus_id="late") == ({}, {})
+    state.release_keys("c1", ["b", "c"], stimulus_id="rel")
+    assert state.tasks == {}
+
+
+def test_remove_client_releases_its_keys():
+    state = make_state(["A"])
+    state.add_client("c1")
+    submit(state, {"a": [], "b": ["a"]}, ["b"])
+    finish(state, "A", "a", "b")
+    wm, _ = state.remove_client("c1", stimulus_id="bye")
+    assert wm == {"A": [{"op": "free", "keys": ["b"]}]}
+    assert state.tasks == {}
+    assert state.clients == set()
+
+
+# ---------------------------------------------------------------- missing data
+
+
+def test_missing_data_only_copy_is_recomputed():
+    state = make_state(["A", "B"])
+    submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
+    wa, wb = where(state, "a"), where(state, "b")
+    finish(state, wa, "a")
+    assert where(state, "c") == wb
+    wm, cm = state.missing_data(wb, "a", wa, "c", stimulus_id="missing")
+    assert cm == {}
+    assert not state.tasks["a"].who_has
+    assert state.workers[wa].has_what == set()
+    assert freed(wm) == {wb: {"c"}}
+    # "a" is recomputed (on the idle worker); "c" waits for it again
+    assert computed(wm) == {wa: ["a"]}
+    assert states(state) == {"a": "processing", "b": "processing", "c": "waiting"}
+    assert state.tasks["c"].waiting_on == 2
+    wm, _ = finish(state, wa, "a", nbytes=3)
+    addr, (_k, _p, _kd, deps) = task_entry(wm, "c")
+    assert addr == wb
+    assert deps == [("a", 3, [wa]), ("b", 0, [])]
+
+
+def test_missing_data_with_another_copy_reschedules_with_new_holders():
+    state = make_state(["A", "B", "C"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x", nbytes=10)
+    finish(state, "B", "x", nbytes=10)
+    submit(state, {"p-1": [], "p-2": []}, ["p-1", "p-2"], sid="g2")
+    assert {where(state, "p-1"), where(state, "p-2")} == {"A", "B"}
+    submit(state, {"y": ["x"]}, ["y"], sid="g3")
+    assert where(state, "y") == "C"
+    wm, _ = state.missing_data("C", "x", "A", "y", stimulus_id="missing")
+    assert state.who_has(["x"]) == {"x": ["B"]}
+    assert state.workers["A"].nbytes == 0
+    assert states(state)["x"] == "memory"
+    assert freed(wm) == {"C": {"y"}}
+    addr, (_k, _p, _kd, deps) = task_entry(wm, "y")
+    assert addr == "C"
+    assert deps == [("x", 10, ["B"])]
+
+
+def test_missing_data_about_stale_or_unknown_things_is_harmless():
+    state = make_state(["A", "B"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x")
+    before = state.who_has(["x"])
+    assert state.missing_data("B", "x", "B", "nope", stimulus_id="m1") == ({}, {})
+    assert state.missing_data("B", "nope", "A", "nope", stimulus_id="m2") == ({}, {})
+    assert state.missing_data("", "x", "Z", None, stimulus_id="m3") == ({}, {})
+    assert state.who_has(["x"]) == before
+
+
+def test_gather_failed_drops_the_holder_and_recomputes():
+    # the shell reports a failed gather as missing_data("", key, worker, None)
+    state = make_state(["A", "B"])
+    submit(state, {"x": []}, ["x"])
+    w = where(state, "x")
+    finish(state, w, "x")
+    wm, cm = state.missing_data("", "x", w, None, stimulus_id="gather-failed")
+    assert cm == {}
+    assert computed(wm) and states(state) == {"x": "processing"}
+    w2 = where(state, "x")
+    _, cm = finish(state, w2, "x")
+    assert cm == {"c1": [{"op": "in-memory", "keys": ["x"], "who_has": [[w2]]}]}
+
+
+# ---------------------------------------------------------------- stale messages
+
+
+def test_finished_from_the_wrong_worker_is_freed_there():
+    state = make_state(["A", "B"])
+    submit(state, {"x": []}, ["x"])
+    w = where(state, "x")
+    other = {"A": "B", "B": "A"}[w]
+    wm, cm = finish(state, other, "x")
+    assert wm == {other: [{"op": "free", "keys": ["x"]}]}
+    assert cm == {}
+    assert where(state, "x") == w
+    assert state.workers[other].has_what == set()
+
+
+def test_finished_for_forgotten_or_unknown_key_is_freed():
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"])
+    state.release_keys("c1", ["x"], stimulus_id="rel")
+    assert finish(state, "A", "x", "y") == ({"A": [{"op": "free", "keys": ["x", "y"]}]}, {})
+    assert state.tasks == {}
+    # from a worker that is gone: nothing at all
+    assert finish(state, "Z", "x") == ({}, {})
+
+
+def test_finished_for_key_in_memory_adds_a_replica():
+    state = make_state(["A", "B"])
+    submit(state, {"x": []}, ["x"])
+    w = where(state, "x")
+    other = {"A": "B", "B": "A"}[w]
+    finish(state, w, "x", nbytes=9)
+    assert finish(state, other, "x", nbytes=9) == ({}, {})
+    assert state.who_has(["x"]) == {"x": [w, other]}
+    assert state.workers[other].nbytes == 9
+    assert finish(state, other, "x", nbytes=9) == ({}, {})  # idempotent
+    assert state.who_has(["x"]) == {"x": [w, other]}
+
+
+def test_finished_for_released_intermediate_is_freed():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"]}, ["b"])
+    finish(state, "A", "a", "b")
+    assert states(state)["a"] == "released"
+    assert finish(state, "A", "a") == ({"A": [{"op": "free", "keys": ["a"]}]}, {})
+    assert states(state)["a"] == "released"
+
+
+# ---------------------------------------------------------------- clients
+
+
+def test_two_clients_wanting_the_same_key():
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"], client="c1")
+    wm, cm = submit(state, {"x": []}, ["x"], client="c2", sid="g2")
+    assert (wm, cm) == ({}, {})  # already being computed
+    _, cm = finish(state, "A", "x")
+    assert set(cm) == {"c1", "c2"}
+    assert cm["c2"] == [{"op": "in-memory", "keys": ["x"], "who_has": [["A"]]}]
+
+    assert state.release_keys("c1", ["x"], stimulus_id="r1") == ({}, {})
+    assert states(state) == {"x": "memory"}
+    assert state.tasks["x"].who_wants == {"c2"}
+    # a third client asking for a key in memory is told at once
+    wm, cm = submit(state, {"x": []}, ["x"], client="c3", sid="g3")
+    assert wm == {}
+    assert cm == {"c3": [{"op": "in-memory", "keys": ["x"], "who_has": [["A"]]}]}
+    state.release_keys("c3", ["x"], stimulus_id="r3")
+    wm, _ = state.release_keys("c2", ["x"], stimulus_id="r2")
+    assert wm == {"A": [{"op": "free", "keys": ["x"]}]}
+    assert state.tasks == {}
+
+
+def test_second_graph_reuses_results_in_memory():
+    state = make_state(["A", "B"])
+    submit(state, {"a": []}, ["a"])
+    w = where(state, "a")
+    finish(state, w, "a", nbytes=1)
+    wm, _ = submit(state, {"a": [], "b": ["a"]}, ["b"], sid="g2")
+    assert [k for keys in computed(wm).values() for k in keys] == ["b"]
+    state.release_keys("c1", ["a"], stimulus_id="r1")
+    assert states(state)["a"] == "memory"  # "b" still needs it
+
+
+def test_update_graph_rejects_unknown_keys():
+    state = make_state(["A"])
+    with pytest.raises(KeyError, match="unknown key 'nope'"):
+        submit(state, {"x": ["nope"]}, ["x"])
+    with pytest.raises(KeyError, match="wanted key 'zz'"):
+        submit(state, {"y": []}, ["zz"], sid="g2")
+
+
+def test_update_graph_refused_leaves_no_trace():
+    state = make_state(["A"])
+    submit(state, {"a": []}, ["a"])
+    finish(state, "A", "a")
+    with pytest.raises(KeyError):
+        submit(state, {"b": ["a", "nope"]}, ["b"], sid="g2")
+    with pytest.raises(KeyError):
+        submit(state, {"c": []}, ["a", "zz"], client="c2", sid="g3")
+    assert set(state.tasks) == {"a"}
+    assert state.tasks["a"].dependents == set()
+    assert state.tasks["a"].who_wants == {"c1"}
+    state.release_keys("c1", ["a"], stimulus_id="rel")
+    assert state.tasks == {}
+
+
+# ---------------------------------------------------------------- leaks
+
+
+def test_input_freed_when_its_last_waiter_is_released():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"], "c": ["a"]}, ["b", "c"])
+    finish(state, "A", "a", "b")
+    wm, _ = state.release_keys("c1", ["c"], stimulus_id="rel")
+    # nobody wants or waits for "a" any more: it should be freed now, not when "b" goes
+    assert freed(wm) == {"A": {"a", "c"}}
+    assert states(state) == {"a": "released", "b": "memory"}
+
+
+def test_remove_worker_sends_each_task_once():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": []}, ["a", "b"])
+    finish(state, "A", "a", "b")
+    state.add_worker("B", 1, stimulus_id="add-B")
+    submit(state, {"busy": []}, ["busy"], sid="g2")
+    assert where(state, "busy") == "A"
+    submit(state, {"c": ["a", "b"]}, ["c"], sid="g3")
+    assert where(state, "c") == "B"
+    wm, _ = state.remove_worker("A", stimulus_id="rm")
+    assert sorted(computed(wm)["B"]) == ["a", "b", "busy", "c"]
+    assert [m["keys"] for m in wm["B"] if m["op"] == "free"] == [["c"]]
+
+
+# ---------------------------------------------------------------- machinery
+
+
+def test_impossible_transition_raises():
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x")
+    ts = state.tasks["x"]
+    with pytest.raises(InvalidTransition, match="Impossible transition from memory to processing"):
+        state._transition(ts, "processing", "bad", {})
+    with pytest.raises(InvalidTransition, match="Impossible transition from memory to waiting"):
+        state._transition(ts, "waiting", "bad", {})
+    assert ts.state == "memory"
+
+
+def test_story_lists_transitions_with_stimulus_ids():
+    state = make_state(["A"])
+    submit(state, {"a": [], "b": ["a"]}, ["b"], sid="graph-1")
+    finish(state, "A", "a", sid="done-a")
+    finish(state, "A", "b", sid="done-b")
+    state.release_keys("c1", ["b"], stimulus_id="release-1")
+    assert state.story("b") == [
+        ("b", "released", "waiting", "graph-1"),
+        ("b", "waiting", "processing", "graph-1"),
+        ("b", "processing", "memory", "done-b"),
+        ("b", "memory", "released", "release-1"),
+        ("b", "released", "forgotten", "release-1"),
+    ]
+    assert [e[1:] for e in state.story("a")] == [
+        ("released", "waiting", "graph-1"),
+        ("waiting", "processing", "graph-1"),
+        ("processing", "memory", "done-a"),
+        ("memory", "released", "done-b"),
+        ("released", "forgotten", "release-1"),
+    ]
+    assert state.story("nope") == []
+
+
+def test_log_is_bounded():
+    state = make_state(["A"], log_length=5)
+    keys = [f"t-{i}" for i in range(10)]
+    submit(state, {k: [] for k in keys}, keys)
+    assert len(state.log) == 5
+    finish(state, "A", *keys, sid="last")
+    assert len(state.log) == 5
+    assert all(entry[3] == "last" for entry in state.log)
+
+
+def test_validate_catches_corruption():
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"])
+    state.tasks["x"].waiting_on = 3
+    state.tasks["x"].processing_on = None
+    with pytest.raises(AssertionError):
+        state.validate_state()
+
+
+# ---------------------------------------------------------------- randomized
+
+
+class FakeWorker:
+    """What a worker holds: computed results, fetched copies, and tasks it was given."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.data: set[str] = set()  # results the scheduler may know about
+        self.secret: set[str] = set()  # fetched copies the scheduler does not track
+        self.tasks: dict[str, list[tuple[str, int, list[str]]]] = {}
+
+
+class Simulation:
+    """Feeds a SchedulerState random events and checks its messages against fake workers."""
+
+    def __init__(self, rnd: random.Random, spec: dict[str, list[str]], n_workers: int) -> None:
+        self.rnd = rnd
+        self.spec = spec
+        self.state = SchedulerState(validate=True)
+        self.workers: dict[str, FakeWorker] = {}
+        self.next_worker = 0
+        self.sid = 0
+        self.wanted: dict[str, set[str]] = {}  # client -> keys it still wants
+        self.results: dict[str, dict[str, str]] = {}  # client -> {key: "memory" | "erred"}
+        self.events: list[str] = []
+        for _ in range(n_workers):
+            self.add_worker()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _sid(self, what: str) -> str:
+        self.sid += 1
+        return f"{what}-{self.sid}"
+
+    def event(self, what: str, *args: Any) -> None:
+        self.events.append(f"{what}{args!r}")
+        note(f"{what}{args!r}")
+        method = getattr(self.state, what)
+        msgs = method(*args, stimulus_id=self._sid(what))
+        self.deliver(*msgs)
+        self.check()
+
+    def deliver(self, wmsgs: Msgs, cmsgs: Msgs) -> None:
+        for addr, msgs in wmsgs.items():
+            assert addr in self.state.workers, (addr, msgs)
+            fw = self.workers[addr]
+            for msg in msgs:
+                if msg["op"] == "free":
+                    for key in msg["keys"]:
+                        fw.data.discard(key)
+                        fw.secret.discard(key)
+                        fw.tasks.pop(key, None)
+                else:
+                    assert msg["op"] == "compute", msg
+                    assert len(msg["runs"]) == len(msg["tasks"])
+                    for (key, _prio, kind, deps), run in zip(
+                        msg["tasks"], msg["runs"], strict=True
+                    ):
+                        assert run == f"run-{key}" and kind == 0
+                        assert [d[0] for d in deps] == self.spec[key]
+                        for _dk, _nb, holders in deps:
+                            assert addr not in holders
+                        fw.tasks[key] = deps
+        for client, msgs in cmsgs.items():
+            for msg in msgs:
+                if msg["op"] == "in-memory":
+                    for key, holders in zip(msg["keys"], msg["who_has"], strict=True):
+                        assert holders
+                        self.results.setdefault(client, {})[key] = "memory"
+                else:
+                    assert msg["op"] == "task-erred", msg
+                    assert msg["origin"] in self.spec
+                    self.results.setdefault(client, {})[msg["key"]] = "erred"
+
+    def check(self) -> None:
+        state = self.state
+        assert set(state.workers) == set(self.workers)
+        for key, ts in state.tasks.items():
+            # whatever the scheduler believes a worker holds, the worker holds
+            for ws in ts.who_has:
+                assert key in self.workers[ws.address].data, (key, ws.address)
+            if ts.state == "processing":
+                assert key in self.workers[ts.processing_on.address].tasks, key
+        for client, keys in self.wanted.items():
+            for key in keys:
+                assert client in (state.tasks[key].who_wants or ()), (client, key)
+
+    # ------------------------------------------------------------ actions
+
+    def add_worker(self) -> None:
+        addr = f"w{self.next_worker}"
+        self.next_worker += 1
+        self.workers[addr] = FakeWorker(addr)
+        self.event("add_worker", addr, self.rnd.choice([1, 2, 4]))
+
+    def remove_worker(self, addr: str) -> None:
+        del self.workers[addr]
+        self.event("remove_worker", addr)
+
+    def submit(self, client: str, wanted: list[str]) -> None:
+        needed: dict[str, list[str]] = {}
+        stack = list(wanted)
+        while stack:
+            key = stack.pop()
+            if key not in needed:
+                needed[key] = self.spec[key]
+                stack.extend(self.spec[key])
+        spec = {k: needed[k] for k in self.spec if k in needed}  # keep topological order
+        self.wanted.setdefault(client, set()).update(wanted)
+        for key in wanted:
+            self.results.setdefault(client, {}).pop(key, None)
+        self.event("update_graph", client, graph(spec), wanted, order_of(spec))
+
+    def release(self, client: str, keys: list[str]) -> None:
+        self.wanted[client].difference_update(keys)
+        for key in keys:
+            self.results[client].pop(key, None)
+        self.event("release_keys", client, keys)
+
+    def remove_client(self, client: str) -> None:
+        del self.wanted[client]
+        del self.results[client]
+        self.event("remove_client", client)
+
+    def runnable(self) -> list[tuple[str, str]]:
+        """(worker, key) pairs a worker could start: no input is still running there."""
+        out = []
+        for addr, fw in self.workers.items():
+            for key, deps in fw.tasks.items():
+                if all(d in fw.data or d in fw.secret or d not in fw.tasks for d, _, _ in deps):
+                    out.append((addr, key))
+        return sorted(out)
+
+    def fetch(self, fw: FakeWorker, key: str) -> tuple[str, str] | None:
+        """Fetch the inputs ``key`` lacks from the first holder named; what could not be had."""
+        for dk, _nbytes, holders in fw.tasks[key]:
+            if dk in fw.data or dk in fw.secret:
+                continue
+            source = holders[0] if holders else ""
+            peer = self.workers.get(source)
+            if peer is None or dk not in peer.data | peer.secret:
+                return dk, source
+            fw.secret.add(dk)
+        return None
+
+    def run_batch(self, addr: str, size: int, p_error: float) -> None:
+        """A worker runs up to ``size`` tasks and reports the results in one batch, in order.
+
+        A failed fetch or an error is reported on its own, after the results before it.
+        """
+        fw = self.workers[addr]
+        done: list[tuple[str, int, float]] = []
+        for _ in range(size):
+            ready = [k for a, k in self.runnable() if a == addr]
+            if not ready:
+                break
+            key = self.rnd.choice(ready)
+            missing = self.fetch(fw, key)
+            erred = missing is None and self.rnd.random() < p_error
+            if missing is None and not erred:
+                del fw.tasks[key]
+                fw.data.add(key)
+                fw.secret.discard(key)
+                done.append((key, self.rnd.randrange(1, 10**6), 0.001))
+                continue
+            if done:
+                self.event("tasks_finished", addr, done)
+                done = []
+            if fw.tasks.pop(key, None) is None:
+                break  # the results just reported took it back
+            if missing is not None:
+                self.event("missing_data", addr, missing[0], missing[1], key)
+            else:
+                error = {"exception": b"boom", "text": f"failed {key}", "traceback": ""}
+                self.event("task_erred", addr, key, error)
+            break
+        if done:
+            self.event("tasks_finished", addr, done)
+
+    def flaky_fetch(self) -> None:
+        """A worker could not reach a holder that still has the data."""
+        candidates = [
+            (addr, dk, holders[0], key)
+            for addr, fw in self.workers.items()
+            for key, deps in fw.tasks.items()
+            for dk, _, holders in deps
+            if holders and dk not in fw.data and dk not in fw.secret
+        ]
+        if candidates:
+            addr, dk, source, key = self.rnd.choice(sorted(candidates))
+            del self.workers[addr].tasks[key]
+            if source in self.workers and dk in self.workers[source].data:
+                # the scheduler forgets that replica; the holder keeps it untracked
+                self.workers[source].data.discard(dk)
+                self.workers[source].secret.add(dk)
+            self.event("missing_data", addr, dk, source, key)
+
+    def gather_failed(self) -> None:
+        """A client could not get a result from a holder (which, in fact, keeps it)."""
+        held = sorted((k, a) for a, fw in self.workers.items() for k in fw.data)
+        if held:
+            key, addr = self.rnd.choice(held)
+            self.workers[addr].data.discard(key)
+            self.workers[addr].secret.add(key)
+            self.event("missing_data", "", key, addr, None)
+
+    def stale_report(self) -> None:
+        """A worker reports a result it holds but was not asked for (or reports it twice)."""
+        held = sorted((k, a) for a, fw in self.workers.items() for k in fw.data | fw.secret)
+        if held:
+            key, addr = self.rnd.choice(held)
+            fw = self.workers[addr]
+            fw.secret.discard(key)
+            fw.data.add(key)
+            self.event("tasks_finished", addr, [(key, 1, 0.0)])
+
+    def step(self, p_error: float) -> None:
+        rnd = self.rnd
+        roll = rnd.random()
+        if roll < 0.04 and len(self.workers) > 0:
+            self.remove_worker(rnd.choice(sorted(self.workers)))
+        elif roll < 0.08 and len(self.workers) < 4:
+            self.add_worker()
+        elif roll < 0.10:
+            self.flaky_fetch()
+        elif roll < 0.11:
+            self.gather_failed()
+        elif roll < 0.12:
+            self.stale_report()
+        elif roll < 0.14 and not self.workers and self.state.unrunnable:
+            self.event("fail_unrunnable", "no workers for a while")
+        else:
+            ready = self.runnable()
+            if not ready:
+                if not self.workers:
+                    self.add_worker()
+                return
+            addr = rnd.choice(ready)[0]
+            self.run_batch(addr, rnd.choice([1, 1, 1, 2, 5]), p_error)
+
+    def settle(self) -> None:
+        """Run everything left to completion on the workers there are (or one new one)."""
+        for _ in range(10_000):
+            ready = self.runnable()
+            if ready:
+                self.run_batch(self.rnd.choice(ready)[0], 3, 0.0)
+                continue
+            if not self.workers:
+                self.add_worker()
+                continue
+            busy = [ts for ts in self.state.tasks.values() if ts.state == "processing"]
+            assert not busy, f"stuck: {busy} but no worker can run anything"
+            return
+        raise AssertionError("did not settle")
+
+
+def random_dag(rnd: random.Random, n: int) -> dict[str, list[str]]:
+    spec: dict[str, list[str]] = {}
+    keys: list[str] = []
+    for i in range(n):
+        key = f"{rnd.choice('xyz')}-{i}"
+        k = rnd.choice([0, 0, 1, 1, 1, 2, 3]) if keys else 0
+        window = keys[-rnd.choice([3, 8, 40]) :]
+        spec[key] = sorted(rnd.sample(window, min(k, len(window))))
+        keys.append(key)
+    return spec
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    seed=st.integers(0, 2**32),
+    n_tasks=st.integers(1, 40),
+    n_workers=st.integers(1, 3),
+    p_error=st.sampled_from([0.0, 0.0, 0.02, 0.1]),
+    two_clients=st.booleans(),
+)
+def test_random_graphs_reach_a_consistent_end(seed, n_tasks, n_workers, p_error, two_clients):
+    # a seeded Random, not st.randoms(): the scheduler iterates sets of tasks, so the order
+    # of its messages (and so of later choices) is not the same from one run to the next
+    rnd = random.Random(seed)
+    spec = random_dag(rnd, n_tasks)
+    keys = list(spec)
+    sinks = [k for k in keys if not any(k in deps for deps in spec.values())]
+    extra = rnd.sample(keys, rnd.randint(0, min(3, len(keys))))
+    sim = Simulation(rnd, spec, n_workers)
+    sim.submit("c1", sorted(set(sinks) | set(extra)))
+    second_at = rnd.randrange(0, 3 * n_tasks + 1) if two_clients else -1
+
+    for i in range(3 * n_tasks + 10):
+        if i == second_at:
+            sim.submit("c2", rnd.sample(keys, rnd.randint(1, min(4, len(keys)))))
+        if i % 17 == 16 and sim.wanted["c1"] and rnd.random() < 0.3:
+            sim.release("c1", [rnd.choice(sorted(sim.wanted["c1"]))])
+        if i % 13 == 12 and rnd.random() < 0.3:
+            sim.submit("c1", [rnd.choice(keys)])  # again, or a key released before
+        if i % 29 == 28 and "c2" in sim.wanted and rnd.random() < 0.3:
+            sim.remove_client("c2")
+        sim.step(p_error)
+    sim.settle()
+
+    state = sim.state
+    for client, wanted in sim.wanted.items():
+        for key in wanted:
+            ts = state.tasks[key]
+            assert ts.state in ("memory", "erred"), ts
+            assert sim.results[client].get(key) == ts.state, (client, key, ts.state)
+    # at rest, only wanted results are held (releases mid-run can hold more: see the xfail
+    # test_input_freed_when_its_last_waiter_is_released)
+    if not any(e.startswith(("release_keys", "remove_client")) for e in sim.events):
+        for ts in state.tasks.values():
+            assert ts.state in ("memory", "erred", "released"), ts
+            assert not ts.waiters, ts
+            assert (ts.state == "memory") <= bool(ts.who_wants), ts
+
+    for client in sorted(sim.wanted):
+        sim.release(client, sorted(sim.wanted[client]))
+    assert state.tasks == {}, state.tasks
+    assert state.unrunnable == set()
+    for addr, fw in sim.workers.items():
+        ws = state.workers[addr]
+        assert fw.data == set(), (addr, fw.data)
+        assert fw.tasks == {}, (addr, fw.tasks)
+        assert ws.processing == {} and ws.has_what == set() and ws.occupancy == 0
+        assert ws.nbytes == 0, ws
