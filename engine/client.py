@@ -32,6 +32,13 @@ from engine.stream import TaskStream
 
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_default_client: weakref.ref | None = None
+
+
+def default_client() -> Client | None:
+    """The most recently created client that is still open, if any."""
+    client = _default_client() if _default_client is not None else None
+    return client if client is not None and not client._closed else None
 
 
 def io_loop() -> asyncio.AbstractEventLoop:
@@ -145,6 +152,8 @@ class Client:
         self._counter = itertools.count()
         sync(self._start(), timeout)
         atexit.register(self.close)
+        global _default_client
+        _default_client = weakref.ref(self)
 
     async def _start(self) -> None:
         self._replies = asyncio.Queue()
@@ -397,6 +406,14 @@ class Client:
         tasks, _ = normalize_graph(dsk, keys, known_keys=self._keys)
         futures = [Future(k, self) for k in keys]
         sync(self._submit(tasks, keys), self.timeout)
+        return futures
+
+    def persist(self, dsk: Any, keys: Any) -> list[Future]:
+        """Start computing ``keys`` of ``dsk`` and keep them on the workers while futures live."""
+        tasks, out_keys = normalize_graph(dsk, keys, known_keys=self._keys)
+        out_keys = list(dict.fromkeys(out_keys))
+        futures = [Future(k, self) for k in out_keys]
+        sync(self._submit(tasks, out_keys), self.timeout)
         return futures
 
     def gather(self, futures: Iterable[Future], timeout: float | None = None) -> list:

@@ -213,3 +213,17 @@ def test_task_stream_records_every_task():
     other = [r for r in stream.records if r.worker != s.worker]
     assert {t.key for t in s.transfers} == {r.key for r in other}
     assert all(t.source != s.worker and t.start <= t.stop <= s.start for t in s.transfers)
+
+
+def test_persist_keeps_results_for_later_graphs():
+    from engine.client import default_client
+
+    with InProcessCluster(2, 1) as cluster, Client(cluster) as client:
+        assert default_client() is client
+        futures = client.persist(
+            {("p", i): (inc, i) for i in range(4)}, [("p", i) for i in range(4)]
+        )
+        assert client.gather(futures) == [1, 2, 3, 4]
+        # a later graph names the persisted keys as inputs
+        assert client.get({"s": (add, *[f.key for f in futures])}, "s") == 10
+    assert default_client() is None
