@@ -62,7 +62,15 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         print(f"shared secret written to {path}; give workers TASKBENCH_TOKEN_FILE={path}")
 
     async def start():
-        s = Scheduler(token=token, validate=args.validate, no_worker_timeout=args.no_worker_timeout)
+        s = Scheduler(
+            token=token,
+            validate=args.validate,
+            no_worker_timeout=args.no_worker_timeout,
+            placement=args.placement,
+            stealing=not args.no_stealing,
+            balance_interval=args.balance_interval,
+            seed=args.seed,
+        )
         address = await s.start(f"tcp://{args.host}:{args.port}")
         if args.address_file:
             tmp = Path(args.address_file + ".tmp")
@@ -119,6 +127,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.policies import PLACEMENTS
+
     parser = argparse.ArgumentParser(prog="taskbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -135,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--address-file", help="write the bound address here once listening")
     sch.add_argument("--validate", action="store_true", help="check invariants after each event")
     sch.add_argument("--no-worker-timeout", type=float, default=30.0)
+    sch.add_argument("--placement", default="locality", choices=sorted(PLACEMENTS))
+    sch.add_argument("--no-stealing", action="store_true", help="turn work stealing off")
+    sch.add_argument("--balance-interval", type=float, default=0.1, help="seconds between ticks")
+    sch.add_argument("--seed", type=int, default=0, help="seed of the random placement")
     sch.set_defaults(func=cmd_scheduler)
 
     wk = esub.add_parser("worker", parents=[common], help="start a worker")

@@ -38,11 +38,18 @@ class LocalCluster:
         *,
         validate: bool = False,
         no_worker_timeout: float = 30.0,
+        placement: str = "locality",
+        stealing: bool = True,
+        balance_interval: float = 0.1,
+        seed: int = 0,
         env: dict[str, str] | None = None,
+        worker_env: list[dict[str, str]] | None = None,
         log_level: str = "WARNING",
     ) -> None:
+        """``worker_env[i]`` adds environment variables for worker ``i`` only."""
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
+        self.worker_env = worker_env or []
         self.token = _comm.new_token()
         self.address = ""
         self._tmp = tempfile.TemporaryDirectory(prefix="taskbench-cluster-")
@@ -52,14 +59,19 @@ class LocalCluster:
             _comm.TOKEN_ENV: self.token,
             "PYTHONUNBUFFERED": "1",
         }
-        self._scheduler_args = ["--no-worker-timeout", str(no_worker_timeout)]
+        self._scheduler_args = [
+            "--no-worker-timeout", str(no_worker_timeout), "--placement", placement,
+            "--balance-interval", str(balance_interval), "--seed", str(seed),
+        ]  # fmt: skip
+        if not stealing:
+            self._scheduler_args.append("--no-stealing")
         if validate:
             self._scheduler_args.append("--validate")
         self._log_level = log_level
         self.scheduler_process: subprocess.Popen | None = None
         self.worker_processes: list[subprocess.Popen] = []
 
-    def _spawn(self, *args: str) -> subprocess.Popen:
+    def _spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         cmd = [
             sys.executable,
             "-m",
@@ -71,7 +83,7 @@ class LocalCluster:
             "--log-level",
             self._log_level,
         ]
-        return subprocess.Popen(cmd, env=self._env, start_new_session=True)
+        return subprocess.Popen(cmd, env={**self._env, **(env or {})}, start_new_session=True)
 
     def start(self) -> LocalCluster:
         address_file = Path(self._tmp.name) / "scheduler-address"
@@ -98,9 +110,17 @@ class LocalCluster:
             raise
         return self
 
-    def add_worker(self, nthreads: int | None = None) -> subprocess.Popen:
+    def add_worker(
+        self, nthreads: int | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        i = len(self.worker_processes)
+        extra = env if env is not None else (self.worker_env[i] if i < len(self.worker_env) else {})
         p = self._spawn(
-            "worker", self.address, "--nthreads", str(nthreads or self.threads_per_worker)
+            "worker",
+            self.address,
+            "--nthreads",
+            str(nthreads or self.threads_per_worker),
+            env=extra,
         )
         self.worker_processes.append(p)
         return p

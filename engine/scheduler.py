@@ -33,9 +33,16 @@ class Scheduler:
         no_worker_timeout: float = 30.0,
         heartbeat_timeout: float = 60.0,
         stream_length: int = 1_000_000,
+        placement: str = "locality",
+        stealing: bool = True,
+        balance_interval: float = 0.1,
+        seed: int = 0,
     ) -> None:
         self.token = token if token is not None else _comm.get_token()
-        self.state = SchedulerState(validate=validate)
+        self.state = SchedulerState(
+            validate=validate, placement=placement, stealing=stealing, seed=seed
+        )
+        self.balance_interval = balance_interval
         self.no_worker_timeout = no_worker_timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.workers: dict[str, _comm.Comm] = {}
@@ -54,6 +61,7 @@ class Scheduler:
     async def start(self, address: str = "tcp://127.0.0.1:0") -> str:
         self.address = await self._server.listen(address)
         self._watchdog = asyncio.ensure_future(self._watch_heartbeats())
+        self._balancer = asyncio.ensure_future(self._balance_loop())
         return self.address
 
     def close(self) -> None:
@@ -63,6 +71,7 @@ class Scheduler:
         self._server.close()
         if self._watchdog is not None:
             self._watchdog.cancel()
+            self._balancer.cancel()
 
     def _background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -160,6 +169,21 @@ class Scheduler:
                             stimulus_id=self._sid("missing-data"),
                         )
                     )
+                elif op == "task-started":
+                    self._send(
+                        state.task_started(address, msg["tasks"], stimulus_id=self._sid("started"))
+                    )
+                elif op == "steal-response":
+                    for key, stolen in zip(msg["keys"], msg["stolen"], strict=True):
+                        self._send(
+                            state.steal_response(
+                                address, key, stolen, stimulus_id=self._sid("steal-response")
+                            )
+                        )
+                elif op == "add-replicas":
+                    self._send(
+                        state.add_replicas(address, msg["keys"], stimulus_id=self._sid("replicas"))
+                    )
                 elif op == "heartbeat":
                     pass
                 elif op == "goodbye":
@@ -192,6 +216,13 @@ class Scheduler:
             ts = tasks.get(r[0])
             prefixes.append(ts.prefix if ts is not None else key_prefix(r[0]))
         self.stream.append(address, status, prefixes, ran)
+
+    async def _balance_loop(self) -> None:
+        """Every ``balance_interval`` seconds, while there is work, a ``balance`` tick."""
+        while True:
+            await asyncio.sleep(self.balance_interval)
+            if any(ws.processing for ws in self.state.worker_list):
+                self._send(self.state.balance(time.time(), stimulus_id=self._sid("balance")))
 
     async def _watch_heartbeats(self) -> None:
         while True:

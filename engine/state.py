@@ -11,11 +11,20 @@ transitions return recommendations ``{key: state}``, applied until none are left
 that is not in the transition table raises. Every transition goes to a bounded log, so
 ``story(key)`` says why a task is where it is.
 
-Placement: the worker where the task can start earliest, estimated as that worker's
-occupancy (expected seconds of queued work) plus the time to move the task's missing
-input bytes at ``bandwidth`` — so the worker that holds most of the inputs wins ties.
-A task whose inputs are still running on a single worker is handed to that worker at
-once (eager assignment), so chains pay no round trip per task.
+Placement and stealing are policies chosen by name (``engine.policies``). Whatever the
+policy, a task whose inputs are still running on a single worker is handed to that
+worker at once (eager assignment), so chains pay no round trip per task.
+
+Durations are estimated per task prefix: a moving average of finished tasks; for a
+prefix with none finished yet, the longest elapsed time of its running tasks (workers
+report when such tasks start), and ``default_duration`` before that. A worker's
+occupancy is the expected seconds of work assigned to it, kept incrementally and
+recomputed from the current estimates on every ``balance`` tick.
+
+A steal is a request/confirm exchange: ``balance`` asks the victim to give up queued
+tasks; the victim gives one up only if it has not started it, and ``steal_response``
+moves it to the thief. A reply that no longer matches the task's state is ignored, so a
+task is never run twice because of a steal, and never lost.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
+
+from engine.policies import STEAL_LEVELS, WorkStealing, make_placement
 
 TaskStateName = Literal[
     "released", "waiting", "no-worker", "processing", "memory", "erred", "forgotten"
@@ -54,6 +65,7 @@ class TaskState:
         "processing_on",
         "run",
         "state",
+        "steal_level",
         "waiters",
         "waiting_on",
         "who_has",
@@ -78,18 +90,30 @@ class TaskState:
         self.nbytes = 0
         self.duration = 0.0
         self.exception: dict[str, Any] | None = None
+        self.steal_level = -1  # its bin on its worker while it may be stolen, else -1
 
     def __repr__(self) -> str:
         return f"<Task {self.key!r} {self.state}>"
 
 
 class WorkerState:
-    __slots__ = ("address", "has_what", "nbytes", "nthreads", "occupancy", "processing")
+    __slots__ = (
+        "address",
+        "has_what",
+        "nbytes",
+        "nthreads",
+        "occupancy",
+        "prefix_counts",
+        "processing",
+        "stealable",
+    )
 
     def __init__(self, address: str, nthreads: int) -> None:
         self.address = address
         self.nthreads = nthreads
-        self.processing: dict[TaskState, float] = {}
+        self.processing: set[TaskState] = set()
+        self.prefix_counts: dict[str, int] = {}
+        self.stealable: list[set[TaskState]] = [set() for _ in range(STEAL_LEVELS)]
         self.has_what: set[TaskState] = set()
         self.occupancy = 0.0
         self.nbytes = 0
@@ -108,9 +132,18 @@ class SchedulerState:
         bandwidth: float = DEFAULT_BANDWIDTH,
         default_duration: float = DEFAULT_DURATION,
         log_length: int = 100_000,
+        placement: str = "locality",
+        stealing: bool = True,
+        seed: int = 0,
     ) -> None:
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
+        self.worker_list: list[WorkerState] = []  # join order
+        self.placement = make_placement(placement, seed)
+        self.stealing: WorkStealing | None = WorkStealing() if stealing else None
+        self.steals: dict[TaskState, tuple[WorkerState, WorkerState]] = {}
+        self.first_started: dict[str, float] = {}  # prefix with none finished: earliest start
+        self.running_estimates: dict[str, float] = {}
         self.clients: set[str] = set()
         self.unrunnable: set[TaskState] = set()
         self.durations: dict[str, float] = {}
@@ -147,7 +180,8 @@ class SchedulerState:
     def add_worker(self, address: str, nthreads: int, *, stimulus_id: str) -> tuple[Msgs, Msgs]:
         if address in self.workers:
             raise ValueError(f"worker {address} is already registered")
-        self.workers[address] = WorkerState(address, nthreads)
+        ws = self.workers[address] = WorkerState(address, nthreads)
+        self.worker_list.append(ws)
         recs = {ts.key: "processing" for ts in sorted(self.unrunnable, key=_by_priority)}
         self.unrunnable.clear()
         self._transitions_loop(recs, stimulus_id)
@@ -158,12 +192,11 @@ class SchedulerState:
         ws = self.workers.pop(address, None)
         if ws is None:
             return self._collect()
+        self.worker_list.remove(ws)
         recs: dict[Key, str] = {}
-        for ts in ws.processing:
-            ts.processing_on = None
+        for ts in list(ws.processing):
+            self._unassign(ts, tell_worker=False)
             recs[ts.key] = "released"
-        ws.processing.clear()
-        ws.occupancy = 0.0
         for ts in ws.has_what:
             ts.who_has.remove(ws)
             if not ts.who_has:
@@ -325,6 +358,105 @@ class SchedulerState:
         self._transitions_loop(recs, stimulus_id)
         return self._collect()
 
+    def task_started(
+        self, address: str, started: Iterable[tuple[Key, float]], *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        """Workers report starts of tasks whose prefix has no finished task yet."""
+        for key, start in started:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "processing" or ts.processing_on is None:
+                continue
+            if ts.processing_on.address != address:
+                continue
+            if ts.steal_level >= 0:  # running: no longer worth asking for
+                ts.processing_on.stealable[ts.steal_level].discard(ts)
+                ts.steal_level = -1
+            if ts.prefix not in self.durations:
+                first = self.first_started.get(ts.prefix)
+                if first is None or start < first:
+                    self.first_started[ts.prefix] = start
+        return self._collect()
+
+    def add_replicas(
+        self, address: str, keys: Iterable[tuple[Key, int]], *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        """A worker fetched copies of these results from peers and still holds them."""
+        ws = self.workers.get(address)
+        if ws is None:
+            return self._collect()
+        for key, _nbytes in keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ts.state == "memory":
+                if ws not in ts.who_has:
+                    ts.who_has.append(ws)
+                    ws.has_what.add(ts)
+                    ws.nbytes += ts.nbytes
+            else:
+                self._free.setdefault(address, []).append(key)
+        return self._collect()
+
+    def balance(self, now: float, *, stimulus_id: str) -> tuple[Msgs, Msgs]:
+        """The periodic tick: refresh estimates and occupancies, then propose steals."""
+        default = self.default_duration
+        for prefix, first in self.first_started.items():
+            self.running_estimates[prefix] = max(default, now - first)
+        estimate = self.estimate
+        for ws in self.worker_list:
+            ws.occupancy = sum(n * estimate(p) for p, n in ws.prefix_counts.items())
+        if self.stealing is not None:
+            requests: dict[WorkerState, list[Key]] = {}
+            for ts, victim, thief in self.stealing.balance(self):
+                victim.stealable[ts.steal_level].discard(ts)
+                ts.steal_level = -1
+                self.steals[ts] = (victim, thief)
+                requests.setdefault(victim, []).append(ts.key)
+                self.log.append((ts.key, "processing", "steal-requested", stimulus_id))
+            for victim, keys in requests.items():
+                self._worker_msgs.setdefault(victim.address, []).append(
+                    {"op": "steal-request", "keys": keys}
+                )
+        return self._collect()
+
+    def steal_response(
+        self, address: str, key: Key, stolen: bool, *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        """The victim's answer: ``stolen`` if it gave the task up unstarted."""
+        ts = self.tasks.get(key)
+        entry = self.steals.get(ts) if ts is not None else None
+        if entry is None or entry[0].address != address:
+            return self._collect()  # stale: the task moved on since the request
+        del self.steals[ts]
+        _victim, thief = entry
+        if not stolen:
+            self.log.append((key, "processing", "steal-refused", stimulus_id))
+            return self._collect()
+        self._unassign(ts, tell_worker=False)  # the victim already dropped it
+        ts.state = "waiting"
+        self.log.append((key, "processing", "stolen", stimulus_id))
+        recs: dict[Key, str] = {}
+        if thief.address in self.workers:
+            self._assign(ts, thief, recs)
+            self.log.append((key, "waiting", "processing", stimulus_id))
+        else:
+            recs[key] = "processing"  # the thief left meanwhile: place it afresh
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
+    def estimate(self, prefix: str) -> float:
+        """Expected seconds for a task of ``prefix`` (see the module docstring)."""
+        known = self.durations.get(prefix)
+        if known is not None:
+            return known
+        return self.running_estimates.get(prefix, self.default_duration)
+
+    def can_steal(self, ts: TaskState, victim: WorkerState) -> bool:
+        """Queued on ``victim``, inputs all in memory, no dependent waiting for it there."""
+        if ts.state != "processing" or ts.processing_on is not victim or ts in self.steals:
+            return False
+        if ts.waiting_on:
+            return False
+        return not any(d.state == "processing" and d.processing_on is victim for d in ts.dependents)
+
     # ================================================================== queries
 
     def story(self, key: Key) -> list[tuple[Key, str, str, str]]:
@@ -356,7 +488,8 @@ class SchedulerState:
                 for dts in ts.dependencies:
                     holders = [w.address for w in dts.who_has if w is not ws]
                     deps.append((dts.key, dts.nbytes, holders))
-                tasks.append((ts.key, ts.priority, ts.kind, deps))
+                report_start = ts.prefix not in self.durations
+                tasks.append((ts.key, ts.priority, ts.kind, deps, report_start))
                 runs.append(ts.run)
             if tasks:
                 wm.setdefault(addr, []).append({"op": "compute", "tasks": tasks, "runs": runs})
@@ -449,7 +582,7 @@ class SchedulerState:
         if ts.waiting_on and ws is None:
             return  # not ready after all; it stays waiting
         if ws is None:
-            ws = self._decide_worker(ts)
+            ws = self.placement.choose(self, ts)
             if ws is None:
                 ts.state = "no-worker"
                 self.unrunnable.add(ts)
@@ -466,11 +599,17 @@ class SchedulerState:
         self.unrunnable.add(ts)
 
     def _assign(self, ts: TaskState, ws: WorkerState, recs: dict[Key, str]) -> None:
-        duration = self.durations.get(ts.prefix, self.default_duration)
+        prefix = ts.prefix
         ts.state = "processing"
         ts.processing_on = ws
-        ws.processing[ts] = duration
-        ws.occupancy += duration
+        ws.processing.add(ts)
+        ws.prefix_counts[prefix] = ws.prefix_counts.get(prefix, 0) + 1
+        ws.occupancy += self.estimate(prefix)
+        if self.stealing is not None and ts.waiting_on == 0:
+            level = self.stealing.level(self, ts)
+            if level >= 0:
+                ts.steal_level = level
+                ws.stealable[level].add(ts)
         compute = self._compute.get(ws)
         if compute is None:
             compute = self._compute[ws] = []
@@ -489,44 +628,24 @@ class SchedulerState:
                 continue
             if st != "processing":
                 return None
+            if dts in self.steals:
+                return None  # it may move: don't tie a dependent to its current worker
             if pinned is None:
                 pinned = dts.processing_on
             elif dts.processing_on is not pinned:
                 return None
         return pinned
 
-    def _decide_worker(self, ts: TaskState) -> WorkerState | None:
-        """Earliest estimated start: occupancy per thread plus transfer time of missing inputs."""
-        workers = self.workers
-        if not workers:
-            return None
-        if not ts.dependencies:
-            return min(workers.values(), key=_occupancy_per_thread)
-        total = 0
-        holders: dict[WorkerState, int] = {}
-        for dts in ts.dependencies:
-            total += dts.nbytes
-            for ws in dts.who_has:
-                holders[ws] = holders.get(ws, 0) + dts.nbytes
-        bw = self.bandwidth
-        best = min(workers.values(), key=_occupancy_per_thread)
-        best_cost = best.occupancy / best.nthreads + (total - holders.get(best, 0)) / bw
-        for ws, held in holders.items():
-            cost = ws.occupancy / ws.nthreads + (total - held) / bw
-            if cost < best_cost:
-                best, best_cost = ws, cost
-        return best
-
     def _processing_memory(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
-        duration = ws.processing.pop(ts)
-        ws.occupancy -= duration
-        if ws.occupancy < 1e-12 or not ws.processing:
-            ws.occupancy = 0.0
-        old = self.durations.get(ts.prefix)
-        self.durations[ts.prefix] = (
-            ts.duration if old is None else old + DURATION_ALPHA * (ts.duration - old)
-        )
-        ts.processing_on = None
+        self._unassign(ts, tell_worker=False)
+        prefix = ts.prefix
+        old = self.durations.get(prefix)
+        if old is None:
+            self.durations[prefix] = ts.duration
+            self.first_started.pop(prefix, None)
+            self.running_estimates.pop(prefix, None)
+        else:
+            self.durations[prefix] = old + DURATION_ALPHA * (ts.duration - old)
         ts.state = "memory"
         ts.who_has = [ws]
         ws.has_what.add(ts)
@@ -589,15 +708,27 @@ class SchedulerState:
         self._unassign(ts)
         self._to_released(ts, recs)
 
-    def _unassign(self, ts: TaskState) -> None:
-        """Take ``ts`` off its worker, which is told to drop it (a no-op if it already did)."""
+    def _unassign(self, ts: TaskState, tell_worker: bool = True) -> None:
+        """Take ``ts`` off its worker; tell the worker to drop it (a no-op if it already did)."""
         ws = ts.processing_on
         if ws is None:
             return
-        ws.occupancy -= ws.processing.pop(ts)
-        if not ws.processing:
+        ws.processing.discard(ts)
+        prefix = ts.prefix
+        left = ws.prefix_counts[prefix] - 1
+        if left:
+            ws.prefix_counts[prefix] = left
+        else:
+            del ws.prefix_counts[prefix]
+        ws.occupancy -= self.estimate(prefix)
+        if ws.occupancy < 1e-12 or not ws.processing:
             ws.occupancy = 0.0
-        self._free.setdefault(ws.address, []).append(ts.key)
+        if ts.steal_level >= 0:
+            ws.stealable[ts.steal_level].discard(ts)
+            ts.steal_level = -1
+        self.steals.pop(ts, None)
+        if tell_worker:
+            self._free.setdefault(ws.address, []).append(ts.key)
         ts.processing_on = None
 
     def _waiting_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
@@ -680,12 +811,21 @@ class SchedulerState:
                 assert dts.key in self.tasks, (ts, dts)
             for dts in ts.waiters:
                 assert dts.state not in ("memory", "forgotten"), (ts, dts)
+        assert [ws.address for ws in self.worker_list] == list(self.workers)
         for ws in self.workers.values():
+            counts: dict[str, int] = {}
             for ts in ws.processing:
                 assert ts.processing_on is ws, (ws, ts)
+                counts[ts.prefix] = counts.get(ts.prefix, 0) + 1
+            assert counts == ws.prefix_counts, (ws, counts, ws.prefix_counts)
             for ts in ws.has_what:
                 assert ws in ts.who_has, (ws, ts)
-            assert abs(ws.occupancy - sum(ws.processing.values())) < 1e-6, ws
+            assert ws.occupancy >= 0 and (ws.processing or ws.occupancy == 0), ws
+            for level, bin_ in enumerate(ws.stealable):
+                for ts in bin_:
+                    assert ts in ws.processing and ts.steal_level == level, (ws, ts)
+        for ts, (victim, _thief) in self.steals.items():
+            assert ts.state == "processing" and ts.processing_on is victim, ts
         for ts in self.unrunnable:
             assert ts.state == "no-worker", ts
 
@@ -711,7 +851,3 @@ def _discard(tasks: set | frozenset, ts: TaskState) -> None:
 
 def _by_priority(ts: TaskState) -> int:
     return ts.priority
-
-
-def _occupancy_per_thread(ws: WorkerState) -> float:
-    return ws.occupancy / ws.nthreads

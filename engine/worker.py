@@ -41,16 +41,18 @@ class _Task:
         "missing",
         "priority",
         "ready",
+        "report_start",
         "run",
         "state",
         "transfers",
     )
 
-    def __init__(self, key: Any, priority: int, kind: int, run: object) -> None:
+    def __init__(self, key: Any, priority: int, kind: int, run: object, report: bool) -> None:
         self.key = key
         self.priority = priority
         self.kind = kind
         self.run = run
+        self.report_start = report
         self.deps: list = []
         self.missing = 0
         self.ready = 0.0
@@ -89,6 +91,7 @@ class Worker:
         self.cond = threading.Condition(threading.Lock())
         self.outbox: list = []
         self.errors: list = []
+        self.started: list = []
         self.flush_scheduled = False
         self.closing = False
         self.executed = 0
@@ -170,6 +173,8 @@ class Worker:
                     self._compute(msg["tasks"], _comm.loads(frames))
                 elif op == "free":
                     self._free(msg["keys"])
+                elif op == "steal-request":
+                    self._give_up(msg["keys"])
                 elif op == "close":
                     break
                 else:
@@ -203,6 +208,7 @@ class Worker:
             self.fetch_queue.clear()
             self.outbox.clear()
             self.errors.clear()
+            self.started.clear()
 
     async def _heartbeat(self) -> None:
         while not self.closing:
@@ -219,7 +225,7 @@ class Worker:
         fetch_needed = False
         with self.cond:
             heap = self.heap
-            for (key, priority, kind, deps), run in zip(tasks, runs, strict=True):
+            for (key, priority, kind, deps, report_start), run in zip(tasks, runs, strict=True):
                 old = local.get(key)
                 if old is not None:
                     if old.state == "cancelled":
@@ -228,7 +234,7 @@ class Worker:
                 if key in data:
                     self._finish_known(key)
                     continue
-                t = _Task(key, priority, kind, run)
+                t = _Task(key, priority, kind, run, report_start)
                 missing = 0
                 for dep_key, _nbytes, holders in deps:
                     t.deps.append(dep_key)
@@ -273,14 +279,36 @@ class Worker:
                 self.data.pop(key, None)
                 t = self.tasks.pop(key, None)
                 if t is not None:
-                    t.state = "cancelled"
-                    for dep in t.deps:
-                        for table in (self.waiting_local, self.waiting_fetch):
-                            waiters = table.get(dep)
-                            if waiters and t in waiters:
-                                waiters.remove(t)
-                                if not waiters:
-                                    del table[dep]
+                    self._cancel(t)
+
+    def _cancel(self, t: _Task) -> None:
+        # caller holds self.cond and has removed t from self.tasks
+        t.state = "cancelled"
+        for dep in t.deps:
+            for table in (self.waiting_local, self.waiting_fetch):
+                waiters = table.get(dep)
+                if waiters and t in waiters:
+                    waiters.remove(t)
+                    if not waiters:
+                        del table[dep]
+
+    def _give_up(self, keys: tuple) -> None:
+        """A steal request: hand back each task not started and with nothing waiting on it here."""
+        stolen = []
+        with self.cond:
+            for key in keys:
+                t = self.tasks.get(key)
+                ok = (
+                    t is not None
+                    and t.state in ("ready", "waiting")
+                    and not self.waiting_local.get(key)
+                )
+                if ok:
+                    del self.tasks[key]
+                    self._cancel(t)
+                stolen.append(ok)
+        with contextlib.suppress(_comm.CommClosedError):
+            self._sched.send({"op": "steal-response", "keys": keys, "stolen": stolen})
 
     def _report_missing(self, dep_key: Any, source: str, task_key: Any) -> None:
         self.errors.append(
@@ -319,6 +347,12 @@ class Worker:
                 t.state = "executing"
                 values = {k: data[k] for k in t.deps} if t.deps else _EMPTY
             start = clock()
+            if t.report_start:
+                with cond:
+                    self.started.append((t.key, start))
+                    if not self.flush_scheduled:
+                        self.flush_scheduled = True
+                        wake_loop = True
             if wake_loop:
                 # woken only now, so the loop's send does not delay this task's start
                 call_soon(flush)
@@ -391,9 +425,13 @@ class Worker:
             self.outbox.clear()
             errors = self.errors[:]
             self.errors.clear()
+            started = self.started[:]
+            self.started.clear()
         sched = self._sched
         if sched is None or sched.closed:
             return
+        if started:
+            sched.send({"op": "task-started", "tasks": started})
         if done:
             sched.send({"op": "task-finished", "records": done})
         for msg in errors:
@@ -444,6 +482,7 @@ class Worker:
 
     def _fetched(self, peer: str, keys: list, got: dict, start: float, stop: float) -> None:
         now = time.time()
+        replicas = []
         with self.cond:
             for key in keys:
                 waiters = self.waiting_fetch.pop(key, [])
@@ -457,6 +496,7 @@ class Worker:
                 value = got[key]
                 self.data[key] = value
                 nbytes = sizeof(value)
+                replicas.append((key, nbytes))
                 for t in waiters:
                     if t.state != "waiting":
                         continue
@@ -470,6 +510,9 @@ class Worker:
                         heapq.heappush(self.heap, (t.priority, next(self._seq), t))
             if self.heap:
                 self.cond.notify(min(len(self.heap), self.nthreads))
+        if replicas and self._sched is not None and not self._sched.closed:
+            # the scheduler counts these copies for placement, and frees them with the rest
+            self._sched.send({"op": "add-replicas", "keys": replicas})
 
     async def _serve_peer(self, comm: _comm.Comm) -> None:
         """Answer ``get-data`` from peers and clients on one connection."""

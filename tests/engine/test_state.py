@@ -68,7 +68,7 @@ def freed(wmsgs: Msgs) -> dict[str, set[str]]:
 
 
 def task_entry(wmsgs: Msgs, key: str) -> tuple[str, tuple]:
-    """The worker a key was sent to and its ``(key, priority, kind, deps)`` entry."""
+    """The worker a key was sent to and its ``(key, priority, kind, deps, report_start)``."""
     found = [
         (addr, t)
         for addr, msgs in wmsgs.items()
@@ -104,8 +104,9 @@ def test_single_task_lifecycle():
     assert list(wm) == ["A"]
     [msg] = wm["A"]
     assert msg["op"] == "compute"
-    [(key, priority, kind, deps)] = msg["tasks"]
+    [(key, priority, kind, deps, report_start)] = msg["tasks"]
     assert (key, kind, deps) == ("x", 0, [])
+    assert report_start  # no task of this prefix has finished yet
     assert priority == state.tasks["x"].priority
     assert msg["runs"] == ["run-x"]
     assert states(state) == {"x": "processing"}
@@ -131,7 +132,7 @@ def test_release_while_processing_frees_and_forgets():
     wm, cm = state.release_keys("c1", ["x"], stimulus_id="rel")
     assert freed(wm) == {"A": {"x"}}
     assert state.tasks == {}
-    assert state.workers["A"].processing == {}
+    assert state.workers["A"].processing == set()
     assert state.workers["A"].occupancy == 0
     # the worker finishes it anyway: the result is dropped
     wm, cm = finish(state, "A", "x")
@@ -195,7 +196,7 @@ def test_placement_data_locality():
     assert state.workers["A"].occupancy == 0 < state.workers["B"].occupancy
 
     wm, _ = submit(state, {"y": ["small", "big"]}, ["y"], sid="g4")
-    addr, (_key, _prio, _kind, deps) = task_entry(wm, "y")
+    addr, (_key, _prio, _kind, deps, _report) = task_entry(wm, "y")
     assert addr == "B"  # the idle worker would have to fetch 200 MB
     # inputs held on the target carry no holders; inputs held elsewhere name them
     assert deps == [("small", 10, ["A"]), ("big", 200_000_000, [])]
@@ -214,7 +215,7 @@ def test_placement_idle_worker_fetches_from_every_holder():
     submit(state, {"p-1": [], "p-2": []}, ["p-1", "p-2"], sid="g2")
     assert {where(state, "p-1"), where(state, "p-2")} == {"A", "B"}
     wm, _ = submit(state, {"y": ["x"]}, ["y"], sid="g3")
-    addr, (_k, _p, _kd, deps) = task_entry(wm, "y")
+    addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "y")
     assert addr == "C"  # 1 kB moves faster than a queued task runs
     assert deps == [("x", 1000, ["A", "B"])]
 
@@ -255,7 +256,7 @@ def test_dependent_of_processing_task_with_inputs_in_memory_goes_along():
     assert where(state, "busy") == "A"
     wm, _ = submit(state, {"a": [], "y": ["a", "x"]}, ["y"], sid="g3")
     assert task_entry(wm, "a")[0] == "B"
-    addr, (_k, _p, _kd, deps) = task_entry(wm, "y")
+    addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "y")
     assert addr == "B"  # with "a", not with "x": no round trip once "a" is done
     assert len(wm["B"]) == 1  # one compute message carries both
     assert deps == [("a", 0, []), ("x", 50, ["A"])]
@@ -272,7 +273,7 @@ def test_inputs_running_on_two_workers_wait_for_one_to_finish():
     assert state.tasks["c"].waiting_on == 2
 
     wm, cm = finish(state, wa, "a", nbytes=7)
-    addr, (_k, _p, _kd, deps) = task_entry(wm, "c")
+    addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "c")
     assert addr == wb  # handed to the worker still running its other input
     assert deps == [("a", 7, [wa]), ("b", 0, [])]
     assert cm == {}
@@ -365,7 +366,7 @@ def test_task_erred_reports_to_client_and_errs_dependents():
     assert state.tasks["c"].exception["origin"] == "a"
     # the erred inputs are kept (erred) only as long as "c", which names them, is wanted
     assert states(state) == {"a": "erred", "b": "erred", "c": "erred", "d": "processing"}
-    assert state.workers["A"].processing.keys() == {state.tasks["d"]}
+    assert state.workers["A"].processing == {state.tasks["d"]}
 
     _, cm = finish(state, "A", "d")
     assert cm["c1"][0]["keys"] == ["d"]
@@ -573,7 +574,7 @@ def test_missing_data_only_copy_is_recomputed():
     assert states(state) == {"a": "processing", "b": "processing", "c": "waiting"}
     assert state.tasks["c"].waiting_on == 2
     wm, _ = finish(state, wa, "a", nbytes=3)
-    addr, (_k, _p, _kd, deps) = task_entry(wm, "c")
+    addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "c")
     assert addr == wb
     assert deps == [("a", 3, [wa]), ("b", 0, [])]
 
@@ -592,7 +593,7 @@ def test_missing_data_with_another_copy_reschedules_with_new_holders():
     assert state.workers["A"].nbytes == 0
     assert states(state)["x"] == "memory"
     assert freed(wm) == {"C": {"y"}}
-    addr, (_k, _p, _kd, deps) = task_entry(wm, "y")
+    addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "y")
     assert addr == "C"
     assert deps == [("x", 10, ["B"])]
 
@@ -868,7 +869,7 @@ class Simulation:
                 else:
                     assert msg["op"] == "compute", msg
                     assert len(msg["runs"]) == len(msg["tasks"])
-                    for (key, _prio, kind, deps), run in zip(
+                    for (key, _prio, kind, deps, _report), run in zip(
                         msg["tasks"], msg["runs"], strict=True
                     ):
                         assert run == f"run-{key}" and kind == 0
@@ -1139,5 +1140,5 @@ def test_random_graphs_reach_a_consistent_end(seed, n_tasks, n_workers, p_error,
         ws = state.workers[addr]
         assert fw.data == set(), (addr, fw.data)
         assert fw.tasks == {}, (addr, fw.tasks)
-        assert ws.processing == {} and ws.has_what == set() and ws.occupancy == 0
+        assert ws.processing == set() and ws.has_what == set() and ws.occupancy == 0
         assert ws.nbytes == 0, ws
