@@ -115,13 +115,8 @@ class LocalCluster:
     ) -> subprocess.Popen:
         i = len(self.worker_processes)
         extra = env if env is not None else (self.worker_env[i] if i < len(self.worker_env) else {})
-        p = self._spawn(
-            "worker",
-            self.address,
-            "--nthreads",
-            str(nthreads or self.threads_per_worker),
-            env=extra,
-        )
+        threads = str(nthreads or self.threads_per_worker)
+        p = self._spawn("worker", self.address, "--nthreads", threads, env=extra)
         self.worker_processes.append(p)
         return p
 
@@ -185,11 +180,14 @@ class InProcessCluster:
         *,
         validate: bool = True,
         no_worker_timeout: float = 30.0,
+        **scheduler_options: Any,
     ) -> None:
+        """``scheduler_options``: ``placement``, ``stealing``, ``balance_interval``, ``seed``."""
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self.validate = validate
         self.no_worker_timeout = no_worker_timeout
+        self.scheduler_options = scheduler_options
         self.token = _comm.new_token()
         self.address = ""
         self.scheduler: Scheduler | None = None
@@ -197,7 +195,10 @@ class InProcessCluster:
 
     async def _start(self) -> None:
         self.scheduler = Scheduler(
-            token=self.token, validate=self.validate, no_worker_timeout=self.no_worker_timeout
+            token=self.token,
+            validate=self.validate,
+            no_worker_timeout=self.no_worker_timeout,
+            **self.scheduler_options,
         )
         self.address = await self.scheduler.start("inproc://")
         for _ in range(self.n_workers):
