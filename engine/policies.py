@@ -123,11 +123,13 @@ class WorkStealing:
         return self.latency + missing / state.bandwidth
 
     def level(self, state: SchedulerState, ts: TaskState) -> int:
-        """The bin of ``ts``: log2 of its compute time over the cost of moving it."""
+        """The bin of ``ts``: log2 of its compute time over the cost of moving it, from 0.
+
+        Bins only order the search; whether a steal pays off is decided at the tick, with
+        the estimates of that moment (a bin may be stale: durations are learnt as we go).
+        """
         ratio = state.estimate(ts.prefix) / self.transfer_time(state, ts, None)
-        if ratio < 1:
-            return -1  # moving it costs more than running it: never stolen
-        return min(int(math.log2(ratio)), STEAL_LEVELS - 1)
+        return min(max(int(math.log2(ratio)), 0), STEAL_LEVELS - 1) if ratio >= 1 else 0
 
     def balance(self, state: SchedulerState) -> list[tuple[TaskState, WorkerState, WorkerState]]:
         """Steals to propose: (task, victim, thief), most worthwhile first."""
@@ -173,7 +175,7 @@ class WorkStealing:
                 move = self.transfer_time(state, ts, thief)
                 # worth it when the task would finish on the thief before it starts here
                 if (load[victim] - d) / victim.nthreads <= load[thief] / thief.nthreads + move + d:
-                    return
+                    break  # the rest of this bin is alike: try a lower one
                 proposals.append((ts, victim, thief))
                 load[victim] -= d
                 load[thief] += d + move

@@ -81,9 +81,9 @@ class TaskState:
         self.state: TaskStateName = "released"
         # empty collections are shared until first use: a million root tasks stay small
         self.dependencies: tuple[TaskState, ...] = ()
-        self.dependents: set[TaskState] | frozenset = _NO_TASKS
+        self.dependents: dict[TaskState, None] | frozenset = _NO_TASKS
         self.waiting_on = 0
-        self.waiters: set[TaskState] | frozenset = _NO_TASKS
+        self.waiters: dict[TaskState, None] | frozenset = _NO_TASKS
         self.who_has: list[WorkerState] | tuple = ()
         self.processing_on: WorkerState | None = None
         self.who_wants: frozenset[str] | None = None  # shared per client: see _wanted_by
@@ -111,10 +111,10 @@ class WorkerState:
     def __init__(self, address: str, nthreads: int) -> None:
         self.address = address
         self.nthreads = nthreads
-        self.processing: set[TaskState] = set()
+        self.processing: dict[TaskState, None] = {}
         self.prefix_counts: dict[str, int] = {}
-        self.stealable: list[set[TaskState]] = [set() for _ in range(STEAL_LEVELS)]
-        self.has_what: set[TaskState] = set()
+        self.stealable: list[dict[TaskState, None]] = [{} for _ in range(STEAL_LEVELS)]
+        self.has_what: dict[TaskState, None] = {}
         self.occupancy = 0.0
         self.nbytes = 0
 
@@ -145,7 +145,7 @@ class SchedulerState:
         self.first_started: dict[str, float] = {}  # prefix with none finished: earliest start
         self.running_estimates: dict[str, float] = {}
         self.clients: set[str] = set()
-        self.unrunnable: set[TaskState] = set()
+        self.unrunnable: dict[TaskState, None] = {}
         self.durations: dict[str, float] = {}
         self.validate = validate
         self.bandwidth = bandwidth
@@ -291,7 +291,7 @@ class SchedulerState:
             elif ts.state == "memory":
                 if ws not in ts.who_has:
                     ts.who_has.append(ws)
-                    ws.has_what.add(ts)
+                    ws.has_what[ts] = None
                     ws.nbytes += ts.nbytes
             else:
                 # a result nobody asked this worker for (it was moved or released meanwhile)
@@ -320,7 +320,7 @@ class SchedulerState:
         src = self.workers.get(source)
         if ts is not None and src is not None and src in ts.who_has:
             ts.who_has.remove(src)
-            src.has_what.discard(ts)
+            src.has_what.pop(ts, None)
             src.nbytes -= ts.nbytes
             if not ts.who_has and ts.state == "memory":
                 recs[key] = "released"
@@ -369,7 +369,7 @@ class SchedulerState:
             if ts.processing_on.address != address:
                 continue
             if ts.steal_level >= 0:  # running: no longer worth asking for
-                ts.processing_on.stealable[ts.steal_level].discard(ts)
+                ts.processing_on.stealable[ts.steal_level].pop(ts, None)
                 ts.steal_level = -1
             if ts.prefix not in self.durations:
                 first = self.first_started.get(ts.prefix)
@@ -389,7 +389,7 @@ class SchedulerState:
             if ts is not None and ts.state == "memory":
                 if ws not in ts.who_has:
                     ts.who_has.append(ws)
-                    ws.has_what.add(ts)
+                    ws.has_what[ts] = None
                     ws.nbytes += ts.nbytes
             else:
                 self._free.setdefault(address, []).append(key)
@@ -406,7 +406,7 @@ class SchedulerState:
         if self.stealing is not None:
             requests: dict[WorkerState, list[Key]] = {}
             for ts, victim, thief in self.stealing.balance(self):
-                victim.stealable[ts.steal_level].discard(ts)
+                victim.stealable[ts.steal_level].pop(ts, None)
                 ts.steal_level = -1
                 self.steals[ts] = (victim, thief)
                 requests.setdefault(victim, []).append(ts.key)
@@ -585,31 +585,28 @@ class SchedulerState:
             ws = self.placement.choose(self, ts)
             if ws is None:
                 ts.state = "no-worker"
-                self.unrunnable.add(ts)
+                self.unrunnable[ts] = None
                 return
         self._assign(ts, ws, recs)
 
     def _no_worker_processing(self, ts: TaskState, recs: dict[Key, str]) -> None:
         ts.state = "waiting"
-        self.unrunnable.discard(ts)
+        self.unrunnable.pop(ts, None)
         self._waiting_processing(ts, recs)
 
     def _waiting_no_worker(self, ts: TaskState, recs: dict[Key, str]) -> None:
         ts.state = "no-worker"
-        self.unrunnable.add(ts)
+        self.unrunnable[ts] = None
 
     def _assign(self, ts: TaskState, ws: WorkerState, recs: dict[Key, str]) -> None:
         prefix = ts.prefix
         ts.state = "processing"
         ts.processing_on = ws
-        ws.processing.add(ts)
+        ws.processing[ts] = None
         ws.prefix_counts[prefix] = ws.prefix_counts.get(prefix, 0) + 1
         ws.occupancy += self.estimate(prefix)
-        if self.stealing is not None and ts.waiting_on == 0:
-            level = self.stealing.level(self, ts)
-            if level >= 0:
-                ts.steal_level = level
-                ws.stealable[level].add(ts)
+        if ts.waiting_on == 0:
+            self._mark_stealable(ts)
         compute = self._compute.get(ws)
         if compute is None:
             compute = self._compute[ws] = []
@@ -618,6 +615,15 @@ class SchedulerState:
         for dts in ts.dependents:
             if dts.state == "waiting" and self._pinned_worker(dts) is ws:
                 recs[dts.key] = "processing"
+
+    def _mark_stealable(self, ts: TaskState) -> None:
+        """File a queued task whose inputs are all in memory under its steal bin."""
+        if self.stealing is None or ts.steal_level >= 0:
+            return
+        level = self.stealing.level(self, ts)
+        if level >= 0:
+            ts.steal_level = level
+            ts.processing_on.stealable[level][ts] = None
 
     def _pinned_worker(self, ts: TaskState) -> WorkerState | None:
         """The one worker running every unfinished input of ``ts``, if there is one."""
@@ -648,7 +654,7 @@ class SchedulerState:
             self.durations[prefix] = old + DURATION_ALPHA * (ts.duration - old)
         ts.state = "memory"
         ts.who_has = [ws]
-        ws.has_what.add(ts)
+        ws.has_what[ts] = None
         ws.nbytes += ts.nbytes
         for dts in ts.dependents:
             st = dts.state
@@ -658,6 +664,8 @@ class SchedulerState:
                     recs[dts.key] = "processing"
             elif st == "processing":
                 dts.waiting_on -= 1
+                if dts.waiting_on == 0:
+                    self._mark_stealable(dts)
         for dts in ts.dependencies:
             _discard(dts.waiters, ts)
             if not dts.waiters and not dts.who_wants:
@@ -679,7 +687,7 @@ class SchedulerState:
         self._erred(ts, recs)
 
     def _no_worker_erred(self, ts: TaskState, recs: dict[Key, str]) -> None:
-        self.unrunnable.discard(ts)
+        self.unrunnable.pop(ts, None)
         self._erred(ts, recs)
 
     def _erred(self, ts: TaskState, recs: dict[Key, str]) -> None:
@@ -713,7 +721,7 @@ class SchedulerState:
         ws = ts.processing_on
         if ws is None:
             return
-        ws.processing.discard(ts)
+        ws.processing.pop(ts, None)
         prefix = ts.prefix
         left = ws.prefix_counts[prefix] - 1
         if left:
@@ -724,7 +732,7 @@ class SchedulerState:
         if ws.occupancy < 1e-12 or not ws.processing:
             ws.occupancy = 0.0
         if ts.steal_level >= 0:
-            ws.stealable[ts.steal_level].discard(ts)
+            ws.stealable[ts.steal_level].pop(ts, None)
             ts.steal_level = -1
         self.steals.pop(ts, None)
         if tell_worker:
@@ -735,12 +743,12 @@ class SchedulerState:
         self._to_released(ts, recs)
 
     def _no_worker_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
-        self.unrunnable.discard(ts)
+        self.unrunnable.pop(ts, None)
         self._to_released(ts, recs)
 
     def _memory_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
         for ws in ts.who_has:
-            ws.has_what.discard(ts)
+            ws.has_what.pop(ts, None)
             ws.nbytes -= ts.nbytes
             self._free.setdefault(ws.address, []).append(ts.key)
         ts.who_has = ()
@@ -832,21 +840,21 @@ class SchedulerState:
 
 def _add_dependent(ts: TaskState, dependent: TaskState) -> None:
     if ts.dependents is _NO_TASKS:
-        ts.dependents = {dependent}
+        ts.dependents = {dependent: None}
     else:
-        ts.dependents.add(dependent)
+        ts.dependents[dependent] = None
 
 
 def _add_waiter(ts: TaskState, waiter: TaskState) -> None:
     if ts.waiters is _NO_TASKS:
-        ts.waiters = {waiter}
+        ts.waiters = {waiter: None}
     else:
-        ts.waiters.add(waiter)
+        ts.waiters[waiter] = None
 
 
-def _discard(tasks: set | frozenset, ts: TaskState) -> None:
+def _discard(tasks: dict | frozenset, ts: TaskState) -> None:
     if ts in tasks:
-        tasks.remove(ts)  # type: ignore[union-attr]  # never the shared empty frozenset
+        del tasks[ts]  # type: ignore[attr-defined]  # never the shared empty frozenset
 
 
 def _by_priority(ts: TaskState) -> int:

@@ -122,7 +122,7 @@ def test_single_task_lifecycle():
     assert wm == {"A": [{"op": "free", "keys": ["x"]}]}
     assert cm == {}
     assert state.tasks == {}
-    assert state.workers["A"].has_what == set()
+    assert not state.workers["A"].has_what
     assert state.workers["A"].nbytes == 0
 
 
@@ -132,7 +132,7 @@ def test_release_while_processing_frees_and_forgets():
     wm, cm = state.release_keys("c1", ["x"], stimulus_id="rel")
     assert freed(wm) == {"A": {"x"}}
     assert state.tasks == {}
-    assert state.workers["A"].processing == set()
+    assert not state.workers["A"].processing
     assert state.workers["A"].occupancy == 0
     # the worker finishes it anyway: the result is dropped
     wm, cm = finish(state, "A", "x")
@@ -299,7 +299,7 @@ def test_intermediate_results_are_freed_once_dependents_are_done():
     assert cm == {"c1": [{"op": "in-memory", "keys": ["c"], "who_has": [["A"]]}]}
     # freed intermediates are kept as released, so that "c" could be recomputed
     assert states(state) == {"a": "released", "b": "released", "c": "memory"}
-    assert state.workers["A"].has_what == {state.tasks["c"]}
+    assert set(state.workers["A"].has_what) == {state.tasks["c"]}
 
     wm, _ = state.release_keys("c1", ["c"], stimulus_id="rel")
     assert wm == {"A": [{"op": "free", "keys": ["c"]}]}
@@ -366,7 +366,7 @@ def test_task_erred_reports_to_client_and_errs_dependents():
     assert state.tasks["c"].exception["origin"] == "a"
     # the erred inputs are kept (erred) only as long as "c", which names them, is wanted
     assert states(state) == {"a": "erred", "b": "erred", "c": "erred", "d": "processing"}
-    assert state.workers["A"].processing == {state.tasks["d"]}
+    assert set(state.workers["A"].processing) == {state.tasks["d"]}
 
     _, cm = finish(state, "A", "d")
     assert cm["c1"][0]["keys"] == ["d"]
@@ -507,7 +507,7 @@ def test_no_worker_then_add_worker():
 
     wm, cm = state.add_worker("B", 2, stimulus_id="add-B")
     assert sorted(computed(wm)["B"]) == ["a", "b", "c"]
-    assert state.unrunnable == set()
+    assert not state.unrunnable
     finish(state, "B", "a", "b")
     _, cm = finish(state, "B", "c")
     assert cm == {"c1": [{"op": "in-memory", "keys": ["c"], "who_has": [["B"]]}]}
@@ -536,7 +536,7 @@ def test_fail_unrunnable_errs_with_the_reason():
         {"op": "task-erred", "key": "c", "exception": None, "text": reason, "traceback": "",
          "origin": "c"},
     ]  # fmt: skip
-    assert state.unrunnable == set()
+    assert not state.unrunnable
     assert state.story("c")[-1][1:] == ("no-worker", "erred", "timeout")
     # a worker joining later has nothing to do
     assert state.add_worker("B", 1, stimulus_id="late") == ({}, {})
@@ -567,7 +567,7 @@ def test_missing_data_only_copy_is_recomputed():
     wm, cm = state.missing_data(wb, "a", wa, "c", stimulus_id="missing")
     assert cm == {}
     assert not state.tasks["a"].who_has
-    assert state.workers[wa].has_what == set()
+    assert not state.workers[wa].has_what
     assert freed(wm) == {wb: {"c"}}
     # "a" is recomputed (on the idle worker); "c" waits for it again
     assert computed(wm) == {wa: ["a"]}
@@ -635,7 +635,7 @@ def test_finished_from_the_wrong_worker_is_freed_there():
     assert wm == {other: [{"op": "free", "keys": ["x"]}]}
     assert cm == {}
     assert where(state, "x") == w
-    assert state.workers[other].has_what == set()
+    assert not state.workers[other].has_what
 
 
 def test_finished_for_forgotten_or_unknown_key_is_freed():
@@ -723,7 +723,7 @@ def test_update_graph_refused_leaves_no_trace():
     with pytest.raises(KeyError):
         submit(state, {"c": []}, ["a", "zz"], client="c2", sid="g3")
     assert set(state.tasks) == {"a"}
-    assert state.tasks["a"].dependents == set()
+    assert not state.tasks["a"].dependents
     assert state.tasks["a"].who_wants == {"c1"}
     state.release_keys("c1", ["a"], stimulus_id="rel")
     assert state.tasks == {}
@@ -1135,10 +1135,10 @@ def test_random_graphs_reach_a_consistent_end(seed, n_tasks, n_workers, p_error,
     for client in sorted(sim.wanted):
         sim.release(client, sorted(sim.wanted[client]))
     assert state.tasks == {}, state.tasks
-    assert state.unrunnable == set()
+    assert not state.unrunnable
     for addr, fw in sim.workers.items():
         ws = state.workers[addr]
         assert fw.data == set(), (addr, fw.data)
         assert fw.tasks == {}, (addr, fw.tasks)
-        assert ws.processing == set() and ws.has_what == set() and ws.occupancy == 0
+        assert not ws.processing and not ws.has_what and ws.occupancy == 0
         assert ws.nbytes == 0, ws
