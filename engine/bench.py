@@ -298,3 +298,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sch.add_argument("--json", action="store_true")
     sch.add_argument("--stream-out", help="write the engine's lag-run task stream (JSONL)")
     sch.set_defaults(func=cmd_scheduler)
+
+    from engine import bench_balance
+
+    bench_balance.add_parser(bsub)

@@ -12,8 +12,8 @@ that is not in the transition table raises. Every transition goes to a bounded l
 ``story(key)`` says why a task is where it is.
 
 Placement and stealing are policies chosen by name (``engine.policies``). Whatever the
-policy, a task whose inputs are still running on a single worker is handed to that
-worker at once (eager assignment), so chains pay no round trip per task.
+policy, a task whose single input is still running is handed to that input's worker at
+once (eager assignment), so chains pay no round trip per task.
 
 Durations are estimated per task prefix: a moving average of finished tasks; for a
 prefix with none finished yet, the longest elapsed time of its running tasks (workers
@@ -626,21 +626,19 @@ class SchedulerState:
             ts.processing_on.stealable[level][ts] = None
 
     def _pinned_worker(self, ts: TaskState) -> WorkerState | None:
-        """The one worker running every unfinished input of ``ts``, if there is one."""
-        pinned = None
-        for dts in ts.dependencies:
-            st = dts.state
-            if st == "memory":
-                continue
-            if st != "processing":
-                return None
-            if dts in self.steals:
-                return None  # it may move: don't tie a dependent to its current worker
-            if pinned is None:
-                pinned = dts.processing_on
-            elif dts.processing_on is not pinned:
-                return None
-        return pinned
+        """Where ``ts`` goes at once, before its input finishes, if anywhere.
+
+        A task with a single input that is running (a chain link, or one branch of a
+        fan-out) goes to that input's worker: no transfer, no round trip. Reductions (two
+        or more inputs) are not pinned: they wait for their inputs and are placed by policy,
+        so that one worker does not collect a whole tree; stealing spreads fan-outs.
+        """
+        if len(ts.dependencies) != 1:
+            return None
+        (dts,) = ts.dependencies
+        if dts.state != "processing" or dts in self.steals:
+            return None
+        return dts.processing_on
 
     def _processing_memory(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
         self._unassign(ts, tell_worker=False)

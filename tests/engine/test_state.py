@@ -248,7 +248,17 @@ def test_chain_is_sent_at_once_in_one_compute_message():
     assert states(state)["c-3"] == "memory"
 
 
-def test_dependent_of_processing_task_with_inputs_in_memory_goes_along():
+def test_single_input_dependents_of_a_running_task_go_along():
+    state = make_state(["A", "B"])
+    wm, _ = submit(state, {"a": [], "b": ["a"], "c": ["a"]}, ["b", "c"])
+    [addr] = list(wm)
+    assert [m["op"] for m in wm[addr]] == ["compute"]  # one message carries the fan-out
+    assert sorted(computed(wm)[addr]) == ["a", "b", "c"]
+    assert task_entry(wm, "b")[1][3] == [("a", 0, [])]
+    assert state.tasks["b"].waiting_on == 1
+
+
+def test_multi_input_tasks_wait_for_their_inputs():
     state = make_state(["A", "B"])
     submit(state, {"x": []}, ["x"])
     finish(state, "A", "x", nbytes=50)
@@ -256,14 +266,15 @@ def test_dependent_of_processing_task_with_inputs_in_memory_goes_along():
     assert where(state, "busy") == "A"
     wm, _ = submit(state, {"a": [], "y": ["a", "x"]}, ["y"], sid="g3")
     assert task_entry(wm, "a")[0] == "B"
-    addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "y")
-    assert addr == "B"  # with "a", not with "x": no round trip once "a" is done
-    assert len(wm["B"]) == 1  # one compute message carries both
-    assert deps == [("a", 0, []), ("x", 50, ["A"])]
+    assert states(state)["y"] == "waiting"  # reductions are placed when their inputs are in
     assert state.tasks["y"].waiting_on == 1
+    wm, _ = finish(state, "B", "a", nbytes=10)
+    addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "y")
+    assert addr == "B"  # the idle worker: fetching 50 bytes beats queueing behind "busy"
+    assert deps == [("a", 10, []), ("x", 50, ["A"])]
 
 
-def test_inputs_running_on_two_workers_wait_for_one_to_finish():
+def test_inputs_running_on_two_workers_wait_for_both():
     state = make_state(["A", "B"])
     wm, _ = submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
     assert "c" not in {k for keys in computed(wm).values() for k in keys}
@@ -273,12 +284,12 @@ def test_inputs_running_on_two_workers_wait_for_one_to_finish():
     assert state.tasks["c"].waiting_on == 2
 
     wm, cm = finish(state, wa, "a", nbytes=7)
+    assert computed(wm) == {} and cm == {}
+    assert states(state)["c"] == "waiting"
+    wm, cm = finish(state, wb, "b", nbytes=70)
     addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "c")
-    assert addr == wb  # handed to the worker still running its other input
-    assert deps == [("a", 7, [wa]), ("b", 0, [])]
-    assert cm == {}
-    wm, cm = finish(state, wb, "b")
-    assert computed(wm) == {}
+    assert addr == wb  # the bigger input is there
+    assert deps == [("a", 7, [wa]), ("b", 70, [])]
     wm, cm = finish(state, wb, "c")
     assert cm["c1"][0]["keys"] == ["c"]
     # both intermediate results are freed where they are held
@@ -415,10 +426,9 @@ def test_erred_input_releases_other_inputs():
     submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
     wa, wb = where(state, "a"), where(state, "b")
     finish(state, wa, "a")
-    assert where(state, "c") == wb
     wm, cm = state.task_erred(wb, "b", dict(ERROR), stimulus_id="err")
     assert cm["c1"][0]["key"] == "c"
-    assert freed(wm) == {wa: {"a"}, wb: {"b", "c"}}
+    assert freed(wm) == {wa: {"a"}, wb: {"b"}}
     state.release_keys("c1", ["c"], stimulus_id="rel")
     assert state.tasks == {}
 
@@ -453,14 +463,16 @@ def test_remove_worker_recomputes_results_it_alone_held():
     submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
     wa, wb = where(state, "a"), where(state, "b")
     finish(state, wa, "a")
+    finish(state, wb, "b", nbytes=1000)
     assert where(state, "c") == wb
     # the worker that held "a" dies before "c" ran: "c" is taken back and redone with "a"
     wm, cm = state.remove_worker(wa, stimulus_id="rm")
     assert freed(wm) == {wb: {"c"}}
-    assert sorted(computed(wm)[wb]) == ["a", "c"]
-    assert states(state) == {"a": "processing", "b": "processing", "c": "processing"}
+    assert computed(wm) == {wb: ["a"]}
+    assert states(state) == {"a": "processing", "b": "memory", "c": "waiting"}
     assert cm == {}
-    finish(state, wb, "a", "b")
+    wm, _ = finish(state, wb, "a")
+    assert computed(wm) == {wb: ["c"]}
     _, cm = finish(state, wb, "c")
     assert cm == {"c1": [{"op": "in-memory", "keys": ["c"], "who_has": [[wb]]}]}
 
@@ -563,6 +575,7 @@ def test_missing_data_only_copy_is_recomputed():
     submit(state, {"a": [], "b": [], "c": ["a", "b"]}, ["c"])
     wa, wb = where(state, "a"), where(state, "b")
     finish(state, wa, "a")
+    finish(state, wb, "b", nbytes=1000)
     assert where(state, "c") == wb
     wm, cm = state.missing_data(wb, "a", wa, "c", stimulus_id="missing")
     assert cm == {}
@@ -571,12 +584,12 @@ def test_missing_data_only_copy_is_recomputed():
     assert freed(wm) == {wb: {"c"}}
     # "a" is recomputed (on the idle worker); "c" waits for it again
     assert computed(wm) == {wa: ["a"]}
-    assert states(state) == {"a": "processing", "b": "processing", "c": "waiting"}
-    assert state.tasks["c"].waiting_on == 2
+    assert states(state) == {"a": "processing", "b": "memory", "c": "waiting"}
+    assert state.tasks["c"].waiting_on == 1
     wm, _ = finish(state, wa, "a", nbytes=3)
     addr, (_k, _p, _kd, deps, _r) = task_entry(wm, "c")
     assert addr == wb
-    assert deps == [("a", 3, [wa]), ("b", 0, [])]
+    assert deps == [("a", 3, [wa]), ("b", 1000, [])]
 
 
 def test_missing_data_with_another_copy_reschedules_with_new_holders():
@@ -752,7 +765,7 @@ def test_remove_worker_sends_each_task_once():
     submit(state, {"c": ["a", "b"]}, ["c"], sid="g3")
     assert where(state, "c") == "B"
     wm, _ = state.remove_worker("A", stimulus_id="rm")
-    assert sorted(computed(wm)["B"]) == ["a", "b", "busy", "c"]
+    assert sorted(computed(wm)["B"]) == ["a", "b", "busy"]  # "c" waits for its inputs
     assert [m["keys"] for m in wm["B"] if m["op"] == "free"] == [["c"]]
 
 
