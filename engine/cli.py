@@ -11,21 +11,12 @@ import sys
 from pathlib import Path
 
 
-def _die_with_parent(parent_pid: int | None) -> None:
-    """Ask the kernel for SIGTERM when the parent dies (Linux), and check it is still there."""
-    if not parent_pid:
-        return
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _serve_until_stopped(start, parent_pid: int | None = None) -> None:
+    """Run ``start()`` (returns ``(stop, finished)``) until SIGTERM/SIGINT or the parent dies.
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:
-        sys.exit(0)
-
-
-def _serve_until_stopped(start) -> None:
-    """Run ``start()`` (returns ``(stop, finished)`` coroutine factories) until SIGTERM/SIGINT."""
+    The parent is watched by polling: the kernel's parent-death signal follows the thread
+    that spawned us, and LocalCluster may spawn workers from short-lived threads.
+    """
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -36,6 +27,8 @@ def _serve_until_stopped(start) -> None:
         waiters = [asyncio.ensure_future(signalled.wait())]
         if finished is not None:
             waiters.append(asyncio.ensure_future(finished))
+        if parent_pid:
+            waiters.append(asyncio.ensure_future(_parent_gone(parent_pid)))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         await stop()
         for w in waiters:
@@ -44,11 +37,15 @@ def _serve_until_stopped(start) -> None:
     asyncio.run(main())
 
 
+async def _parent_gone(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(0.5)
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from engine import comm
     from engine.scheduler import Scheduler
 
-    _die_with_parent(args.parent_pid)
     token = (
         comm.get_token()
         if (comm.TOKEN_ENV in os.environ or comm.TOKEN_FILE_ENV in os.environ)
@@ -87,7 +84,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         return stop, None
 
     try:
-        _serve_until_stopped(start)
+        _serve_until_stopped(start, args.parent_pid)
     except OSError as e:
         print(
             f"taskbench: cannot start a scheduler on {args.host}:{args.port}: {e}", file=sys.stderr
@@ -99,8 +96,6 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from engine import comm
     from engine.worker import Worker
-
-    _die_with_parent(args.parent_pid)
 
     async def start():
         w = Worker(
@@ -119,7 +114,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return stop, w.finished()
 
     try:
-        _serve_until_stopped(start)
+        _serve_until_stopped(start, args.parent_pid)
     except (OSError, comm.HandshakeError) as e:
         print(f"taskbench: the worker cannot join {args.address}: {e}", file=sys.stderr)
         return 1
