@@ -48,6 +48,7 @@ def run_sim(name: str, policy: str, n_workers: int, threads: int, scale: float, 
     workload = make(name, n_workers, threads, scale, seed)
     placement, stealing = POLICIES[policy]
     r = simulate(workload, n_workers, threads, placement=placement, stealing=stealing, seed=seed)
+    r.stream.meta["workers"] = {f"sim://worker-{i}": threads for i in range(n_workers)}
     return {**_result(r.stream, workload, n_workers, threads), "steals": r.steals}, r.stream
 
 
@@ -81,6 +82,7 @@ def run_real(name: str, policy: str, n_workers: int, scale: float, seed: int = 0
         client.get(workload.graph, workload.keys)
         joiner.join(60)
         stream = client.task_stream(start_pos)
+        stream.meta["workers"] = client.identity()["workers"]
     origin = stream.origin()
     joins = {i: t0 + t - origin for i, t in joins.items()}  # relative to the first start
     return _result(stream, workload, n_workers, 1, joins), stream
@@ -168,6 +170,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
         print(f"taskbench: unknown peer {args.vs!r}; known: dask", file=sys.stderr)
         return 2
     workers = args.workers or (8 if args.sim else 2)
+    args.scale = args.scale or (1.0 if args.sim else 0.5)
     threads = args.threads or (2 if args.sim else 1)
     results: dict[str, dict[str, dict]] = {}
     predicted: dict[str, dict[str, float]] = {}
@@ -211,7 +214,10 @@ def add_parser(bsub: Any) -> None:
     bal.add_argument("--sim", action="store_true", help="simulate instead of running for real")
     bal.add_argument("--workers", type=int, default=0, help="default 2 real, 8 simulated")
     bal.add_argument("--threads", type=int, default=0, help="default 1 real, 2 simulated")
-    bal.add_argument("--scale", type=float, default=0.5, help="about 2 s × scale per thread")
+    bal.add_argument(
+        "--scale", type=float, default=0.0,
+        help="about 2 s × scale of work per thread (default 1 simulated, 0.5 real)",
+    )  # fmt: skip
     bal.add_argument("--workloads", default="", help=f"comma-separated: {','.join(NAMES)}")
     bal.add_argument("--policies", default="", help=f"comma-separated: {','.join(POLICIES)}")
     bal.add_argument("--vs", default="", help="peer on the same real workloads: dask")

@@ -59,8 +59,14 @@ def _worker_order(worker: str) -> tuple[Any, ...]:
 
 
 def _rows(stream: TaskStream) -> tuple[dict[tuple[str, int], float], dict[str, float], list]:
-    """Y positions: each worker's threads top to bottom, then its thin transfer row."""
-    threads: dict[str, set[int]] = {}
+    """Y positions: each worker's threads top to bottom, then its thin transfer row.
+
+    Workers listed in ``stream.meta["workers"]`` ({address: nthreads}) get rows even when
+    they ran nothing: an idle worker is the point of a balance picture.
+    """
+    threads: dict[str, set[int]] = {
+        w: set(range(n)) for w, n in stream.meta.get("workers", {}).items()
+    }
     has_transfers: set[str] = set()
     for r in stream.records:
         threads.setdefault(r.worker, set()).add(r.thread)
@@ -176,7 +182,7 @@ def plot_task_stream(
     if titles is not None and len(titles) != len(streams):
         raise ValueError(f"{len(titles)} titles for {len(streams)} streams")
     colours = prefix_colours(streams)
-    rows = max(len({(r.worker, r.thread) for r in s.records}) for s in streams)
+    rows = max(len(_rows(s)[0]) for s in streams)
     height = min(3.0 + 0.28 * rows, 24.0)
     width = 12.0 if len(streams) == 1 else 6.5 * len(streams)
     fig = Figure(figsize=(width, height), layout="constrained")
