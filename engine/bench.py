@@ -122,11 +122,21 @@ def run_engine(n_tasks: int, n_chain: int, lag_tasks: int, workers: int, repeats
     return out, stream
 
 
+def quiet_dask() -> None:
+    """Keep dask.distributed's INFO chatter (ours and its worker processes') off the console."""
+    import logging
+    import os
+
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
 def run_dask_distributed(n_tasks: int, n_chain: int, lag_tasks: int, workers: int, repeats: int):
     from distributed import Client, LocalCluster
 
     from engine.stream import from_dask_task_stream
 
+    quiet_dask()
     with (
         LocalCluster(
             n_workers=workers,

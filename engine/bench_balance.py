@@ -92,8 +92,10 @@ def run_dask(name: str, n_workers: int, scale: float, seed: int = 0):
     """The same workload on dask.distributed (its own placement and stealing)."""
     from distributed import Client, Nanny, Scheduler, SpecCluster, get_task_stream
 
+    from engine.bench import quiet_dask
     from engine.stream import from_dask_task_stream
 
+    quiet_dask()
     workload = make(name, n_workers, 1, scale, seed)
     envs = workload.worker_env(n_workers)
     late = sorted(workload.join_at)
@@ -102,7 +104,8 @@ def run_dask(name: str, n_workers: int, scale: float, seed: int = 0):
                                         "dashboard_address": None}}
         for i in range(n_workers) if i not in late
     }  # fmt: skip
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None, "host": "127.0.0.1"}}
+    quiet = {"dashboard": False, "dashboard_address": None, "host": "127.0.0.1"}
+    scheduler = {"cls": Scheduler, "options": quiet}
     procs = []
     with (
         SpecCluster(workers=specs, scheduler=scheduler, silence_logs=40) as cluster,
