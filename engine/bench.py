@@ -271,8 +271,9 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     results: dict[str, dict] = {}
     streams: dict[str, TaskStream] = {}
     common = {"workers": args.workers, "repeats": args.repeats}
+    n_chain = args.chain_tasks or args.tasks
     results["taskbench"], streams["taskbench"] = run_engine(
-        args.tasks, args.tasks, args.lag_tasks, **common
+        args.tasks, n_chain, args.lag_tasks, **common
     )
     if "dask" in peers:
         n_peer = min(args.peer_tasks, args.tasks)
@@ -280,7 +281,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             n_peer, n_peer, min(args.lag_tasks, n_peer), **common
         )
         results["dask-threaded"], streams["dask-threaded"] = run_dask_threaded(
-            args.tasks, args.tasks, args.lag_tasks, **common
+            args.tasks, n_chain, args.lag_tasks, **common
         )
     if args.stream_out:
         streams["taskbench"].to_jsonl(args.stream_out)
@@ -300,6 +301,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bsub = bench.add_subparsers(dest="suite", required=True)
     sch = bsub.add_parser("scheduler", help="throughput, lag and overhead vs dask")
     sch.add_argument("--tasks", type=int, default=20_000)
+    sch.add_argument("--chain-tasks", type=int, default=0, help="chain length (default --tasks)")
     sch.add_argument("--workers", type=int, default=2)
     sch.add_argument("--lag-tasks", type=int, default=2_000, help="1 ms tasks for the lag run")
     sch.add_argument("--peer-tasks", type=int, default=2_000, help="tasks for dask.distributed")
