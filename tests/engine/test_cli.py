@@ -45,19 +45,21 @@ def test_scheduler_and_workers_started_separately(tmp_path):
         assert address.startswith("tcp://127.0.0.1:")
         assert token_file.stat().st_mode & 0o777 == 0o600
         worker_env = {**env, "TASKBENCH_TOKEN_FILE": str(token_file)}
+        worker_cmd = [
+            *TASKBENCH,
+            "engine",
+            "worker",
+            address,
+            "--nthreads",
+            "2",
+            "--log-level",
+            "WARNING",
+        ]
         for _ in range(2):
-            workers.append(
-                subprocess.Popen(
-                    [*TASKBENCH, "engine", "worker", address, "--nthreads", "2",
-                     "--log-level", "WARNING"],
-                    env=worker_env,
-                )  # fmt: skip
-            )
+            workers.append(subprocess.Popen(worker_cmd, env=worker_env))
         with Client(address, token=token_file.read_text()) as client:
             assert client.wait_for_workers(2, timeout=30) == 2
-            assert client.identity()["workers"] == {
-                a: 2 for a in client.identity()["workers"]
-            }
+            assert client.identity()["workers"] == {a: 2 for a in client.identity()["workers"]}
             dsk = {("x", i): (inc, i) for i in range(100)}
             assert client.get(dsk, list(dsk)) == list(range(1, 101))
         # a worker with the wrong token is refused and exits with an error
