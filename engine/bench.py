@@ -78,26 +78,25 @@ def _summary(
     repeats: int,
     stream_of: Callable[[Callable[[], Any]], tuple[TaskStream, float]],
 ) -> tuple[dict, TaskStream]:
+    """Each part with a count of 0 is skipped (its figures are None)."""
     get(independent_graph(50, "warmup"), list(independent_graph(50, "warmup")))
-    ind, ind_lo, ind_hi = _rate(get, independent_graph, n_tasks, repeats, last_only=False)
-    chain, ch_lo, ch_hi = _rate(get, chain_graph, n_chain, repeats, last_only=True)
-    dsk = sleep_graph(lag_tasks, f"sleep-{time.monotonic_ns()}")
-    stream, wall = stream_of(lambda: get(dsk, list(dsk)))
-    lags = stream.lag_percentiles((50, 90, 99))
-    return {
-        "independent_tasks": n_tasks,
-        "independent_tasks_per_s": ind,
-        "independent_range": [ind_lo, ind_hi],
-        "chain_tasks": n_chain,
-        "chain_tasks_per_s": chain,
-        "chain_range": [ch_lo, ch_hi],
-        "lag_tasks": lag_tasks,
-        "lag_p50_us": lags["p50"],
-        "lag_p90_us": lags["p90"],
-        "lag_p99_us": lags["p99"],
-        "per_task_overhead_us": stream.per_task_overhead(wall, threads) * 1e6,
-        "idle_fraction": stream.idle_fraction(threads),
-    }, stream
+    out: dict[str, Any] = {"independent_tasks": n_tasks, "chain_tasks": n_chain}
+    out["lag_tasks"] = lag_tasks
+    for part, make, n, last_only in (
+        ("independent", independent_graph, n_tasks, False),
+        ("chain", chain_graph, n_chain, True),
+    ):
+        rate, lo, hi = _rate(get, make, n, repeats, last_only) if n else (None, None, None)
+        out[f"{part}_tasks_per_s"], out[f"{part}_range"] = rate, [lo, hi]
+    stream = TaskStream()
+    if lag_tasks:
+        dsk = sleep_graph(lag_tasks, f"sleep-{time.monotonic_ns()}")
+        stream, wall = stream_of(lambda: get(dsk, list(dsk)))
+        lags = stream.lag_percentiles((50, 90, 99))
+        out.update({f"lag_{p}_us": lags[p] for p in ("p50", "p90", "p99")})
+        out["per_task_overhead_us"] = stream.per_task_overhead(wall, threads) * 1e6
+        out["idle_fraction"] = stream.idle_fraction(threads)
+    return out, stream
 
 
 # ---------------------------------------------------------------- engines
@@ -254,11 +253,12 @@ def format_table(results: dict[str, dict]) -> str:
         for n, r in results.items():
             if n == "taskbench":
                 continue
-            ind = base["independent_tasks_per_s"] / r["independent_tasks_per_s"]
-            chain = base["chain_tasks_per_s"] / r["chain_tasks_per_s"]
-            lines.append(
-                f"taskbench vs {n}: independent ×{ind:.1f}, chain ×{chain:.1f} (tasks/s, same run)"
-            )
+            ratios = [
+                f"{part} ×{base[f'{part}_tasks_per_s'] / r[f'{part}_tasks_per_s']:.1f}"
+                for part in ("independent", "chain")
+                if base[f"{part}_tasks_per_s"] and r[f"{part}_tasks_per_s"]
+            ]
+            lines.append(f"taskbench vs {n}: {', '.join(ratios)} (tasks/s, same run)")
     return "\n".join(lines)
 
 
@@ -271,7 +271,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     results: dict[str, dict] = {}
     streams: dict[str, TaskStream] = {}
     common = {"workers": args.workers, "repeats": args.repeats}
-    n_chain = args.chain_tasks or args.tasks
+    n_chain = args.tasks if args.chain_tasks is None else args.chain_tasks
     results["taskbench"], streams["taskbench"] = run_engine(
         args.tasks, n_chain, args.lag_tasks, **common
     )
@@ -301,9 +301,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bsub = bench.add_subparsers(dest="suite", required=True)
     sch = bsub.add_parser("scheduler", help="throughput, lag and overhead vs dask")
     sch.add_argument("--tasks", type=int, default=20_000)
-    sch.add_argument("--chain-tasks", type=int, default=0, help="chain length (default --tasks)")
+    sch.add_argument("--chain-tasks", type=int, help="chain length (default --tasks; 0 skips)")
     sch.add_argument("--workers", type=int, default=2)
-    sch.add_argument("--lag-tasks", type=int, default=2_000, help="1 ms tasks for the lag run")
+    sch.add_argument("--lag-tasks", type=int, default=2_000, help="1 ms tasks (0 skips)")
     sch.add_argument("--peer-tasks", type=int, default=2_000, help="tasks for dask.distributed")
     sch.add_argument("--repeats", type=int, default=3)
     sch.add_argument("--vs", default="", help="comma-separated peers: dask")
