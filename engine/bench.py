@@ -311,6 +311,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sch.add_argument("--stream-out", help="write the engine's lag-run task stream (JSONL)")
     sch.set_defaults(func=cmd_scheduler)
 
-    from engine import bench_balance
+    from engine import bench_balance, bench_shuffle
 
     bench_balance.add_parser(bsub)
+    bench_shuffle.add_parser(bsub)

@@ -168,9 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--title")
     plot.set_defaults(func=cmd_stream_plot)
 
+    from comparisons import cli as comparisons_cli
     from comparisons.data import cli as data_cli
 
     data_cli.add_parser(sub)
+    comparisons_cli.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,38 @@
+"""A partitioned DataFrame on the engine: pandas partitions behind task keys.
+
+Collections are lazy graphs (`engine.dataframe.core` states the policy); ``compute()``
+returns pandas, ``persist()`` keeps the partitions on the cluster's workers. The shuffle has
+implementations chosen by name (`engine.dataframe.shuffle`).
+"""
+
+from engine.dataframe.core import DataFrame, Scalar, Series
+from engine.dataframe.groupby import GroupBy
+from engine.dataframe.io import from_map, from_pandas, read_csv, read_parquet
+from engine.dataframe.join import merge
+from engine.dataframe.shuffle import (
+    SHUFFLE_METHODS,
+    hash_columns,
+    partition_by_hash,
+    register_shuffle_method,
+    shuffle,
+)
+from engine.dataframe.sort import set_index, sort_values
+
+__all__ = [
+    "SHUFFLE_METHODS",
+    "DataFrame",
+    "GroupBy",
+    "Scalar",
+    "Series",
+    "from_map",
+    "from_pandas",
+    "hash_columns",
+    "merge",
+    "partition_by_hash",
+    "read_csv",
+    "read_parquet",
+    "register_shuffle_method",
+    "set_index",
+    "shuffle",
+    "sort_values",
+]
