@@ -416,6 +416,11 @@ class Client:
         sync(self._submit(tasks, out_keys), self.timeout)
         return futures
 
+    def wait(self, futures: Iterable[Future], timeout: float | None = None) -> None:
+        """Block until every future is computed (results stay on the workers)."""
+        keys = list(dict.fromkeys(f.key for f in futures))
+        sync(self._wait(keys), timeout)
+
     def gather(self, futures: Iterable[Future], timeout: float | None = None) -> list:
         futures = list(futures)
         keys = [f.key for f in futures]

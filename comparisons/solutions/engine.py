@@ -65,6 +65,7 @@ def load(session: Session, data_dir: str | os.PathLike[str], config: EngineConfi
     trips = read_parquet(files, columns=list(TRIP_COLUMNS))
     if config.get("load", "persist", True):
         trips = trips.persist(session.client)
+        session.client.wait(trips._futures)  # load time is the time to have it in memory
     zones = None
     if has_zones(data_dir):
         zones = pd.read_parquet(zones_path(data_dir), columns=list(ZONE_COLUMNS))

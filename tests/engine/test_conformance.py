@@ -227,3 +227,12 @@ def test_persist_keeps_results_for_later_graphs():
         # a later graph names the persisted keys as inputs
         assert client.get({"s": (add, *[f.key for f in futures])}, "s") == 10
     assert default_client() is None
+
+
+def test_wait_blocks_until_persisted_results_exist():
+    with InProcessCluster(1, 1) as cluster, Client(cluster) as client:
+        futures = client.persist(
+            {("w", i): (big_array, i) for i in range(3)}, [("w", i) for i in range(3)]
+        )
+        client.wait(futures)
+        assert all(f.done() for f in futures)
