@@ -218,6 +218,7 @@ def run_engine(
     repeats: int,
     workers: int = 2,
     stealing: bool = True,
+    options: dict | None = None,
 ) -> dict:
     """The engine's shuffle on a fresh LocalCluster with ``TASKBENCH_SIZEOF=sizeof_mode``."""
     from engine.client import Client
@@ -246,7 +247,8 @@ def run_engine(
                 reset_peak_rss(pid)
             start = client.stream_position()
             t0 = time.perf_counter()
-            lengths = frame.shuffle(on, nparts, method=method).map_partitions(len).compute()
+            shuffled = frame.shuffle(on, nparts, method=method, **(options or {}))
+            lengths = shuffled.map_partitions(len).compute()
             times.append(time.perf_counter() - t0)
             streams.append(client.task_stream(start))
             peaks.append(_total([peak_rss_bytes(pid) for pid in pids]))
@@ -466,6 +468,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                 r = run_engine(
                     rows, nparts, on, columns, method, mode, args.repeats,
                     stealing=not args.no_stealing,
+                    options={"encode_strings": False} if args.pickle_strings else None,
                 )  # fmt: skip
             except NotImplementedError as e:
                 results[label] = {"available": False, "error": str(e)}
@@ -504,6 +507,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         "data_bytes": data_bytes,
         "repeats": args.repeats,
         "engine_stealing": not args.no_stealing,
+        "engine_string_transit": "pickle" if args.pickle_strings else "arrow",
         "workers": 2,
         "threads_per_worker": 1,
         "machine": _machine(),
@@ -529,7 +533,8 @@ def format_table(results: dict) -> str:
         f"{meta['partitions']} partitions; 2 worker processes × 1 thread "
         f"(Spark local[2]); {machine_cores(meta)} cores",
         "time = median of hot runs (cold = run 1); overhead = time / pandas hash-partition"
-        + ("" if meta.get("engine_stealing", True) else "; engine work stealing OFF"),
+        + ("" if meta.get("engine_stealing", True) else "; engine work stealing OFF")
+        + ("; engine pickles strings" if meta.get("engine_string_transit") == "pickle" else ""),
         "",
         f"{'engine':<24}{'time s':>9}{'cold s':>9}{'MB/s':>9}{'overhead':>10}"
         f"{'lag p50 µs':>12}{'lag p99 µs':>12}{'sizeof s':>10}{'peak MB':>10}{'mem/data':>10}",
@@ -610,6 +615,10 @@ def add_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument(
         "--no-stealing", action="store_true", help="engine without work stealing (diagnostic)"
     )
+    p.add_argument(
+        "--pickle-strings", action="store_true",
+        help="engine tasks shuffle pickles object strings one by one (2016 dask; default: Arrow)",
+    )  # fmt: skip
     p.add_argument("--vs", default="", help="comma-separated peers: dask,spark")
     p.add_argument("--spark-memory", default="6g", help="spark.driver.memory (default 1g is small)")
     p.add_argument("--json", action="store_true")

@@ -180,6 +180,10 @@ class Scheduler:
                                 address, key, stolen, stimulus_id=self._sid("steal-response")
                             )
                         )
+                elif op == "shuffle-request":
+                    self._send(
+                        state.shuffle_request(address, msg, stimulus_id=self._sid("shuffle"))
+                    )
                 elif op == "add-replicas":
                     self._send(
                         state.add_replicas(address, msg["keys"], stimulus_id=self._sid("replicas"))

@@ -21,6 +21,13 @@ report when such tasks start), and ``default_duration`` before that. A worker's
 occupancy is the expected seconds of work assigned to it, kept incrementally and
 recomputed from the current estimates on every ``balance`` tick.
 
+A task may be *restricted* to one worker (``TaskState.restriction``): placement puts it
+there, eager assignment pins it only there, and stealing never moves it. The p2p shuffle
+(``engine.p2p.P2PState``, created on its first request) restricts each unpack task to its
+output's owner, holds unpacks back until their shards are delivered, and after a worker
+dies moves only that worker's outputs; it keeps a finished transfer running again by
+wanting its result itself, as the pseudo-client ``SHUFFLE_CLIENT``.
+
 A steal is a request/confirm exchange: ``balance`` asks the victim to give up queued
 tasks; the victim gives one up only if it has not started it, and ``steal_response``
 moves it to the thief. A reply that no longer matches the task's state is ignored, so a
@@ -31,9 +38,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.policies import STEAL_LEVELS, WorkStealing, make_placement
+
+if TYPE_CHECKING:
+    from engine.p2p import P2PState, ShuffleRecord
 
 TaskStateName = Literal[
     "released", "waiting", "no-worker", "processing", "memory", "erred", "forgotten"
@@ -41,6 +51,9 @@ TaskStateName = Literal[
 Key = Any  # str | bytes | int | float | tuple — see engine.graph
 Msgs = dict[str, list[dict[str, Any]]]
 _NO_TASKS: frozenset = frozenset()
+
+SHUFFLE_CLIENT = "p2p-shuffle"  # the shuffle's own want on tasks it must run again
+SHUFFLE_WANT = frozenset((SHUFFLE_CLIENT,))
 
 DEFAULT_DURATION = 0.0005
 DEFAULT_BANDWIDTH = 100e6
@@ -63,7 +76,9 @@ class TaskState:
         "prefix",
         "priority",
         "processing_on",
+        "restriction",
         "run",
+        "shuffle",
         "state",
         "steal_level",
         "waiters",
@@ -91,6 +106,8 @@ class TaskState:
         self.duration = 0.0
         self.exception: dict[str, Any] | None = None
         self.steal_level = -1  # its bin on its worker while it may be stolen, else -1
+        self.restriction: WorkerState | None = None  # the only worker it may run on
+        self.shuffle: tuple[ShuffleRecord, str, int] | None = None  # p2p: (record, role, index)
 
     def __repr__(self) -> str:
         return f"<Task {self.key!r} {self.state}>"
@@ -152,6 +169,8 @@ class SchedulerState:
         self.default_duration = default_duration
         self.log: deque[tuple[Key, str, str, str]] = deque(maxlen=log_length)
         self.generation = 0
+        self.shuffles: P2PState | None = None  # made on the first shuffle request
+        self._stimulus_id = ""
         self._worker_msgs: Msgs = {}
         self._client_msgs: Msgs = {}
         self._compute: dict[WorkerState, list[TaskState]] = {}
@@ -184,6 +203,8 @@ class SchedulerState:
         self.worker_list.append(ws)
         recs = {ts.key: "processing" for ts in sorted(self.unrunnable, key=_by_priority)}
         self.unrunnable.clear()
+        if self.shuffles is not None:
+            self.shuffles.worker_added(recs, stimulus_id)
         self._transitions_loop(recs, stimulus_id)
         return self._collect()
 
@@ -202,6 +223,9 @@ class SchedulerState:
             if not ts.who_has:
                 recs[ts.key] = "released"
         ws.has_what.clear()
+        if self.shuffles is not None:
+            self._stimulus_id = stimulus_id
+            self.shuffles.worker_removed(ws, recs, stimulus_id)
         self._transitions_loop(recs, stimulus_id)
         return self._collect()
 
@@ -251,6 +275,8 @@ class SchedulerState:
                 ts.dependencies = tuple(all_tasks[dk] for dk in deps)
                 for dts in ts.dependencies:
                     _add_dependent(dts, ts)
+        if self.shuffles is not None:
+            self.shuffles.adopt(new, stimulus_id)
         recs: dict[Key, str] = {}
         only_client = frozenset((client,))
         for key in wanted:
@@ -395,6 +421,19 @@ class SchedulerState:
                 self._free.setdefault(address, []).append(key)
         return self._collect()
 
+    def shuffle_request(
+        self, address: str, msg: dict[str, Any], *, stimulus_id: str
+    ) -> tuple[Msgs, Msgs]:
+        """A p2p shuffle task on ``address`` asks for its plan; the reply goes back to it."""
+        if self.shuffles is None:
+            from engine.p2p import P2PState
+
+            self.shuffles = P2PState(self)
+        recs: dict[Key, str] = {}
+        self.shuffles.request(address, msg, recs, stimulus_id)
+        self._transitions_loop(recs, stimulus_id)
+        return self._collect()
+
     def balance(self, now: float, *, stimulus_id: str) -> tuple[Msgs, Msgs]:
         """The periodic tick: refresh estimates and occupancies, then propose steals."""
         default = self.default_duration
@@ -453,7 +492,7 @@ class SchedulerState:
         """Queued on ``victim``, inputs all in memory, no dependent waiting for it there."""
         if ts.state != "processing" or ts.processing_on is not victim or ts in self.steals:
             return False
-        if ts.waiting_on:
+        if ts.waiting_on or ts.restriction is not None:
             return False
         return not any(d.state == "processing" and d.processing_on is victim for d in ts.dependents)
 
@@ -513,6 +552,7 @@ class SchedulerState:
         return out
 
     def _transitions_loop(self, recs: dict[Key, str], stimulus_id: str) -> None:
+        self._stimulus_id = stimulus_id
         tasks = self.tasks
         while recs:
             key, finish = recs.popitem()
@@ -546,6 +586,8 @@ class SchedulerState:
     # ---------------------------------------------------------------- transitions
 
     def _released_waiting(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        if ts.shuffle is not None:
+            self.shuffles.task_waiting(ts, recs)
         ts.state = "waiting"
         waiting_on = 0
         for dts in ts.dependencies:
@@ -566,6 +608,8 @@ class SchedulerState:
     def _released_forgotten(self, ts: TaskState, recs: dict[Key, str]) -> None:
         ts.state = "forgotten"
         del self.tasks[ts.key]
+        if ts.shuffle is not None:
+            self.shuffles.task_forgotten(ts, recs)
         for dts in ts.dependencies:
             _discard(dts.dependents, ts)
             _discard(dts.waiters, ts)
@@ -578,11 +622,16 @@ class SchedulerState:
         ts.dependencies = ()
 
     def _waiting_processing(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        if ts.shuffle is not None and not self.shuffles.runnable(ts):
+            return  # its shuffle holds it back until its shards are delivered
         ws = self._pinned_worker(ts) if ts.waiting_on else None
         if ts.waiting_on and ws is None:
             return  # not ready after all; it stays waiting
         if ws is None:
-            ws = self.placement.choose(self, ts)
+            if ts.restriction is None:
+                ws = self.placement.choose(self, ts)
+            elif ts.restriction.address in self.workers:
+                ws = ts.restriction
             if ws is None:
                 ts.state = "no-worker"
                 self.unrunnable[ts] = None
@@ -618,7 +667,7 @@ class SchedulerState:
 
     def _mark_stealable(self, ts: TaskState) -> None:
         """File a queued task whose inputs are all in memory under its steal bin."""
-        if self.stealing is None or ts.steal_level >= 0:
+        if self.stealing is None or ts.steal_level >= 0 or ts.restriction is not None:
             return
         level = self.stealing.level(self, ts)
         if level >= 0:
@@ -638,7 +687,12 @@ class SchedulerState:
         (dts,) = ts.dependencies
         if dts.state != "processing" or dts in self.steals:
             return None
-        return dts.processing_on
+        ws = dts.processing_on
+        if ts.restriction is not None and ws is not ts.restriction:
+            return None
+        if ts.shuffle is not None and not self.shuffles.runnable(ts):
+            return None
+        return ws
 
     def _processing_memory(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
         self._unassign(ts, tell_worker=False)
@@ -668,9 +722,12 @@ class SchedulerState:
             _discard(dts.waiters, ts)
             if not dts.waiters and not dts.who_wants:
                 recs[dts.key] = "released"
+        if ts.shuffle is not None:
+            self.shuffles.task_done(ts, recs)
         if ts.who_wants:
             for client in ts.who_wants:
-                self._in_memory.setdefault(client, []).append(ts)
+                if client != SHUFFLE_CLIENT:
+                    self._in_memory.setdefault(client, []).append(ts)
         elif not ts.waiters:
             recs[ts.key] = "released"
 
@@ -706,6 +763,8 @@ class SchedulerState:
     def _report_error(self, ts: TaskState, clients: Iterable[str]) -> None:
         exc = ts.exception or {}
         for client in clients:
+            if client == SHUFFLE_CLIENT:
+                continue
             self._client_msgs.setdefault(client, []).append(
                 {"op": "task-erred", "key": ts.key, **exc}
             )
@@ -736,6 +795,8 @@ class SchedulerState:
         if tell_worker:
             self._free.setdefault(ws.address, []).append(ts.key)
         ts.processing_on = None
+        if ts.shuffle is not None:
+            self.shuffles.task_unassigned(ts)
 
     def _waiting_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
         self._to_released(ts, recs)
@@ -808,8 +869,17 @@ class SchedulerState:
                 assert ts.waiting_on == missing, (ts, ts.waiting_on, missing)
             if st == "waiting":
                 assert (
-                    ts.waiting_on > 0 and self._pinned_worker(ts) is None
-                ) or not self.workers, ts
+                    (ts.waiting_on > 0 and self._pinned_worker(ts) is None)
+                    or not self.workers
+                    or (ts.shuffle is not None and not self.shuffles.runnable(ts))
+                ), ts
+            rw = ts.restriction
+            if rw is not None:
+                assert self.workers.get(rw.address) is rw, (ts, rw)
+                assert ts.steal_level < 0 and ts not in self.steals, ts
+                assert st != "processing" or ts.processing_on is rw, (ts, rw)
+            if ts.shuffle is not None:
+                assert self.shuffles is not None and ts.shuffle[0].id in self.shuffles.records, ts
             if st == "no-worker":
                 assert ts in self.unrunnable, ts
             for dts in ts.dependencies:
@@ -834,6 +904,8 @@ class SchedulerState:
             assert ts.state == "processing" and ts.processing_on is victim, ts
         for ts in self.unrunnable:
             assert ts.state == "no-worker", ts
+        if self.shuffles is not None:
+            self.shuffles.validate()
 
 
 def _add_dependent(ts: TaskState, dependent: TaskState) -> None:

@@ -7,6 +7,11 @@ loop to flush, so the scheduler hears at once when the link is idle and in batch
 load. Inputs held elsewhere are fetched straight from the peers that hold them, one
 request per peer for every key wanted from it at that moment.
 
+Task code can reach the worker that runs it with `get_worker` (a thread-local: an
+in-process cluster runs several workers in one process). The p2p shuffle (``engine.p2p``)
+uses it, and adds two ops: ``shuffle-receive`` on the peer server, ``shuffle-plan`` and
+``shuffle-drop`` from the scheduler.
+
 Every task leaves a record: key, thread, ready (all inputs local), start, stop, result
 size, the time spent sizing it, and each transfer it waited for.
 """
@@ -31,6 +36,12 @@ from engine.sizeof import sizeof
 logger = logging.getLogger("engine.worker")
 
 _EMPTY: dict = {}
+_thread = threading.local()
+
+
+def get_worker() -> Worker | None:
+    """The worker whose thread runs the calling task; None outside a worker's threads."""
+    return getattr(_thread, "worker", None)
 
 
 class _Task:
@@ -101,6 +112,7 @@ class Worker:
         self._server: _comm.Server | None = None
         self._sched: _comm.Comm | None = None
         self._pool: _comm.ConnectionPool | None = None
+        self.shuffle: Any = None  # engine.p2p.ShuffleRuntime, made on first use
         self._done = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -151,6 +163,8 @@ class Worker:
             self._server.close()
         if self._pool is not None:
             self._pool.close()
+        if self.shuffle is not None:
+            self.shuffle.reset(_comm.CommClosedError("the worker is closing"))
         main = getattr(self, "_main", None)
         if main is not None and main is not asyncio.current_task():
             main.cancel()
@@ -175,6 +189,10 @@ class Worker:
                     self._free(msg["keys"])
                 elif op == "steal-request":
                     self._give_up(msg["keys"])
+                elif op == "shuffle-plan" or op == "shuffle-drop":
+                    from engine.p2p import worker_runtime
+
+                    worker_runtime(self).scheduler_message(msg)
                 elif op == "close":
                     break
                 else:
@@ -209,6 +227,8 @@ class Worker:
             self.outbox.clear()
             self.errors.clear()
             self.started.clear()
+        if self.shuffle is not None:
+            self.shuffle.reset()
 
     async def _heartbeat(self) -> None:
         while not self.closing:
@@ -319,6 +339,7 @@ class Worker:
     # ------------------------------------------------------------ threads
 
     def _run_thread(self, thread_index: int) -> None:
+        _thread.worker = self
         cond = self.cond
         heap = self.heap
         data = self.data
@@ -515,9 +536,14 @@ class Worker:
             self._sched.send({"op": "add-replicas", "keys": replicas})
 
     async def _serve_peer(self, comm: _comm.Comm) -> None:
-        """Answer ``get-data`` from peers and clients on one connection."""
+        """Answer ``get-data`` and ``shuffle-receive`` from peers and clients on one connection."""
         while True:
-            msg, _ = await comm.read()
+            msg, frames = await comm.read()
+            if msg["op"] == "shuffle-receive":
+                from engine.p2p import worker_runtime
+
+                comm.send(worker_runtime(self).receive(msg, frames))
+                continue
             if msg["op"] != "get-data":
                 comm.send({"op": "error", "message": f"unknown op {msg['op']!r}"})
                 continue

@@ -23,8 +23,8 @@ Policy:
   O(n · k · s) instead of O(n²), at the price of moving each row ``s`` times.
 
   ``p2p``: workers exchange shards directly, outside the graph, in batches, behind one
-  barrier task; the graph stays O(n). It needs worker support that is not there yet, so it
-  raises NotImplementedError.
+  barrier task; the graph stays O(n), and a lost worker restarts only what it held
+  (`engine.p2p`).
 """
 
 from __future__ import annotations
@@ -243,11 +243,16 @@ def _decode_strings(parts: list) -> list:
 
 
 def split_partition(
-    df: pd.DataFrame, npartitions: int, extra: Any, partitioner: dict, columns: pd.Index
+    df: pd.DataFrame,
+    npartitions: int,
+    extra: Any,
+    partitioner: dict,
+    columns: pd.Index,
+    encode_strings: bool = True,
 ) -> list:
     _check_columns(df, columns)
     targets = partitioner["func"](df, npartitions, extra, **partitioner["kwargs"])
-    return split_columns(df, targets, npartitions)
+    return split_columns(df, targets, npartitions, encode_strings=encode_strings)
 
 
 def split_stage(
@@ -258,6 +263,7 @@ def split_stage(
     k: int,
     stage: int,
     columns: pd.Index,
+    encode_strings: bool = True,
 ) -> list:
     """One round of a staged shuffle: split by digit ``stage`` (base ``k``) of the target.
 
@@ -266,10 +272,11 @@ def split_stage(
     if stage == 0:
         _check_columns(df, columns)
         targets = partitioner["func"](df, npartitions, extra, **partitioner["kwargs"])
-        return split_columns(df, targets % k, k, [targets.astype(np.int32)])
+        extra_columns = [targets.astype(np.int32)]
+        return split_columns(df, targets % k, k, extra_columns, encode_strings)
     targets = df[TARGET].to_numpy()
     digits = (targets // k**stage) % k
-    return split_columns(df, digits.astype(np.intp, copy=False), k)
+    return split_columns(df, digits.astype(np.intp, copy=False), k, (), encode_strings)
 
 
 def _shard_frame(index: Any, arrays: list, columns: pd.Index) -> pd.DataFrame:
@@ -366,8 +373,13 @@ def tasks_layers(
     extra_key: Any,
     options: dict,
 ) -> dict[str, dict]:
-    """The ``tasks`` shuffle: split, getitem per shard, concat; staged above ``max_branch``."""
+    """The ``tasks`` shuffle: split, getitem per shard, concat; staged above ``max_branch``.
+
+    Options: ``max_branch``; ``encode_strings`` (default True): object columns of strings
+    travel as Arrow arrays; False pickles them string by string, as 2016's dask did.
+    """
     max_branch = options.get("max_branch") or DEFAULT_MAX_BRANCH
+    encode = bool(options.get("encode_strings", True))
     if max_branch < 2:
         raise ValueError(f"max_branch must be >= 2, got {max_branch}")
     n_in, n = frame.npartitions, npartitions
@@ -375,11 +387,9 @@ def tasks_layers(
     stages, k = _stages(max(n_in, n), max_branch)
     if stages == 1:
         split, shard = new_name("shuffle-split"), new_name("shuffle-shard")
+        args = (n, extra_key, partitioner, columns, encode)
         return {
-            split: {
-                (split, i): (split_partition, (frame._name, i), n, extra_key, partitioner, columns)
-                for i in range(n_in)
-            },
+            split: {(split, i): (split_partition, (frame._name, i), *args) for i in range(n_in)},
             shard: {
                 (shard, i, j): (operator.getitem, (split, i), j)
                 for i in range(n_in)
@@ -407,7 +417,7 @@ def tasks_layers(
         for label, key in inputs.items():
             splits[(split, label)] = (
                 split_stage, key, n, extra_key if stage == 0 else None, partitioner, k, stage,
-                columns if stage == 0 else staged_columns,
+                columns if stage == 0 else staged_columns, encode,
             )  # fmt: skip
             digit = (label // place) % k
             for d in range(k):
@@ -439,11 +449,10 @@ def p2p_layers(
     extra_key: Any,
     options: dict,
 ) -> dict[str, dict]:
-    """The ``p2p`` shuffle: not available until workers can exchange shards directly."""
-    raise NotImplementedError(
-        "shuffle method 'p2p' is not available yet: it needs workers to exchange shards "
-        "directly, outside the graph (engine/worker.py support); use method='tasks'"
-    )
+    """The ``p2p`` shuffle, built by `engine.p2p` (imported here: it needs this module)."""
+    from engine.p2p import p2p_layers as build
+
+    return build(frame, npartitions, name, partitioner, extra_key, options)
 
 
 SHUFFLE_METHODS: dict[str, ShuffleBuilder] = {"tasks": tasks_layers, "p2p": p2p_layers}

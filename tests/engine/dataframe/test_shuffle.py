@@ -14,7 +14,6 @@ from engine.dataframe.shuffle import (
     SHUFFLE_METHODS,
     _stages,
     hash_columns,
-    p2p_layers,
     partition_by_hash,
     register_shuffle_method,
     split_by_targets,
@@ -160,18 +159,6 @@ def test_shuffle_errors_name_the_problem():
         df.shuffle("k", 2, method="scatter")
 
 
-@pytest.mark.skipif(
-    SHUFFLE_METHODS["p2p"] is not p2p_layers, reason="a p2p implementation is registered"
-)
-def test_p2p_placeholder_says_it_is_not_available(monkeypatch):
-    df = edf.from_pandas(make_frame(10, 0, "int", 0.0), 2)
-    with pytest.raises(NotImplementedError, match="'p2p' is not available yet"):
-        df.shuffle("k", 2, method="p2p")
-    monkeypatch.setenv("TASKBENCH_SHUFFLE", "p2p")
-    with pytest.raises(NotImplementedError):
-        df.shuffle("k")
-
-
 def test_a_registered_method_plugs_in(client):
     calls = []
 
@@ -208,9 +195,9 @@ def test_object_columns_round_trip_exactly(client):
             "text": pd.Series([f"é{i}" if i % 3 else None for i in range(n)], dtype="str"),
         }
     )
-    for max_branch in (2, 32):
-        out = edf.from_pandas(pdf, 5).shuffle("k", 6, max_branch=max_branch).compute(client)
-        out = out.sort_index()
+    for max_branch, encode in ((2, True), (32, True), (32, False), (2, False)):
+        out = edf.from_pandas(pdf, 5).shuffle("k", 6, max_branch=max_branch, encode_strings=encode)
+        out = out.compute(client).sort_index()
         assert_frame_equal(out, pdf)
         for col in ("s", "nan", "raw", "mixed"):
             assert [type(v) for v in out[col]] == [type(v) for v in pdf[col]], col
