@@ -51,10 +51,6 @@ def _skipped(partitions: int, columns: str, sizeof: str) -> str | None:
         return None
     if partitions != 32:
         return "the short grid runs 32 partitions only (TASKBENCH_ASV_FULL=1 for all)"
-    if sizeof == "deep" and partitions != 32:
-        return "deep sizeof runs at 32 partitions only (TASKBENCH_ASV_FULL=1 for all)"
-    if columns == "strings" and partitions != 32:
-        return "string columns run at 32 partitions only (TASKBENCH_ASV_FULL=1 for all)"
     return None
 
 
