@@ -16,15 +16,9 @@ from typing import Any
 
 from comparisons.check import DEFAULT_TIMEOUT, check, resolve_engines, resolve_queries
 from comparisons.data import DataError
+from comparisons.data.cli import positive_int
 from comparisons.queries import QUERY_IDS
 from comparisons.solutions import ENGINES
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--queries", default="all", help=f"all, or a comma list of {QUERY_IDS[0]}…{QUERY_IDS[-1]}"
     )
-    parser.add_argument("--cores", type=_positive, help="cores per engine (default: all)")
+    parser.add_argument("--cores", type=positive_int, help="cores per engine (default: all)")
     parser.add_argument(
         "--timeout",
         type=float,

@@ -315,10 +315,7 @@ class SchedulerState:
                 ts.duration = duration
                 self._transition(ts, "memory", stimulus_id, recs, ws)
             elif ts.state == "memory":
-                if ws not in ts.who_has:
-                    ts.who_has.append(ws)
-                    ws.has_what[ts] = None
-                    ws.nbytes += ts.nbytes
+                _add_replica(ts, ws)
             else:
                 # a result nobody asked this worker for (it was moved or released meanwhile)
                 self._free.setdefault(address, []).append(key)
@@ -413,10 +410,7 @@ class SchedulerState:
         for key, _nbytes in keys:
             ts = self.tasks.get(key)
             if ts is not None and ts.state == "memory":
-                if ws not in ts.who_has:
-                    ts.who_has.append(ws)
-                    ws.has_what[ts] = None
-                    ws.nbytes += ts.nbytes
+                _add_replica(ts, ws)
             else:
                 self._free.setdefault(address, []).append(key)
         return self._collect()
@@ -906,6 +900,14 @@ class SchedulerState:
             assert ts.state == "no-worker", ts
         if self.shuffles is not None:
             self.shuffles.validate()
+
+
+def _add_replica(ts: TaskState, ws: WorkerState) -> None:
+    """``ws`` holds a copy of the result of ``ts`` (which is in memory)."""
+    if ws not in ts.who_has:
+        ts.who_has.append(ws)
+        ws.has_what[ts] = None
+        ws.nbytes += ts.nbytes
 
 
 def _add_dependent(ts: TaskState, dependent: TaskState) -> None:

@@ -47,7 +47,7 @@ def _month(text: str) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -73,12 +73,12 @@ def add_commands(subparsers: Any) -> None:
     )
     gen.add_argument("--rows", type=parse_rows, default=1_000_000, help="e.g. 1M, 10M, 1e6")
     gen.add_argument("--start", type=_month, default="2015-01", help="first month, YYYY-MM")
-    gen.add_argument("--months", type=_positive, default=1, help="number of months")
+    gen.add_argument("--months", type=positive_int, default=1, help="number of months")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", type=Path, required=True, help="output directory")
     gen.add_argument("--zones", type=Path, help="a real taxi_zone_lookup.csv to use")
     gen.add_argument(
-        "--workers", type=_positive, help="generator threads (default: cores, at most 4)"
+        "--workers", type=positive_int, help="generator threads (default: cores, at most 4)"
     )
     _add_common(gen)
     gen.set_defaults(func=run_generate)
