@@ -8,8 +8,8 @@ prints the same tables, with dask beside the real ones.
 
 from __future__ import annotations
 
-from engine.bench_balance import POLICIES, run_real, run_sim
-from engine.workloads import NAMES
+from taskbench.engine.bench_balance import POLICIES, run_real, run_sim
+from taskbench.engine.workloads import NAMES
 
 SIM_SCALE = 1.0  # a perfect schedule takes about 2 s of virtual time
 REAL_SCALE = 0.5  # about 1 s of real time per run

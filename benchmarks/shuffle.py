@@ -1,7 +1,7 @@
 """Shuffle overhead, throughput and memory of the engine's hash shuffle (asv).
 
-Every case hash-shuffles a taxi-like frame (`engine.bench_shuffle.taxi_partition`, made on the
-workers, persisted before the clock starts) on ``trip_id`` into as many partitions as it has,
+Every case hash-shuffles a taxi-like frame (``taxi_partition`` of the shuffle bench, made on
+the workers, persisted before the clock starts) on ``trip_id`` into as many partitions as it has,
 on a 2-worker × 1-thread `LocalCluster` started in ``setup`` with ``TASKBENCH_SIZEOF`` set to
 the case's sizeof mode: ``sampled`` (the default) or ``deep`` (the exact size that lagged the
 2016 workers). Timed is ``shuffle(...).map_partitions(len)``, which touches every output
@@ -31,11 +31,10 @@ import os
 import time
 
 import pandas as pd
-
-from engine import bench_shuffle as bs
-from engine.client import Client
-from engine.cluster import LocalCluster
-from engine.dataframe import from_map, from_pandas
+from taskbench.engine import bench_shuffle as bs
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import LocalCluster
+from taskbench.engine.dataframe import from_map, from_pandas
 
 FULL = os.environ.get("TASKBENCH_ASV_FULL", "") not in ("", "0")
 ROWS = [1_000_000, 10_000_000] if FULL else [1_000_000]

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from engine.sizeof import deep_sizeof, set_mode, sizeof
+from taskbench.engine.sizeof import deep_sizeof, set_mode, sizeof
 
 ROWS = 1_000_000
 SEED = 42

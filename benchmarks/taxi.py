@@ -12,9 +12,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from comparisons import solutions
-from comparisons.data import generate
-from comparisons.queries import QUERY_IDS
+from taskbench.comparisons import solutions
+from taskbench.comparisons.data import generate
+from taskbench.comparisons.queries import QUERY_IDS
 
 ROWS = 1_000_000
 

@@ -1,6 +1,7 @@
 """Answer checks: every query on every engine once, each engine in its own process, vs pandas.
 
-The parent (:func:`check`) starts one child per engine (``python -m comparisons.check``), so a
+The parent (:func:`check`) starts one child per engine
+(``python -m taskbench.comparisons.check``), so a
 crash, a hung JVM or a memory blow-up takes down only that engine. The child starts the
 engine, loads the dataset, runs each query, normalises the answer and writes it to a scratch
 directory with one JSON line per event. The parent waits up to ``timeout`` seconds per
@@ -27,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comparisons.data import DataError, read_manifest, trip_files
-from comparisons.normalize import AnswerError, checksum, compare, normalize
-from comparisons.queries import QUERIES, QUERY_IDS, has_zones
-from comparisons.solutions import (
+from taskbench.comparisons.data import DataError, read_manifest, trip_files
+from taskbench.comparisons.normalize import AnswerError, checksum, compare, normalize
+from taskbench.comparisons.queries import QUERIES, QUERY_IDS, has_zones
+from taskbench.comparisons.solutions import (
     REFERENCE,
     NotImplementedYet,
     all_engines,
@@ -278,7 +279,15 @@ def _run_child(
     timeout: float,
     spark_master: str | None,
 ) -> tuple[EngineRun, dict[str, Any]]:
-    command = [sys.executable, "-m", "comparisons.check", "--engine", name, "--data", data]
+    command = [
+        sys.executable,
+        "-m",
+        "taskbench.comparisons.check",
+        "--engine",
+        name,
+        "--data",
+        data,
+    ]
     command += ["--queries", ",".join(queries), "--out", str(out), "--cores", str(cores)]
     if spark_master:
         command += ["--spark-master", spark_master]
@@ -436,8 +445,8 @@ def _since(t0: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The child process's entry point (``python -m comparisons.check --engine …``)."""
-    parser = argparse.ArgumentParser(prog="python -m comparisons.check")
+    """The child process's entry point (``python -m taskbench.comparisons.check --engine …``)."""
+    parser = argparse.ArgumentParser(prog="python -m taskbench.comparisons.check")
     parser.add_argument("--engine", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--queries", required=True)

@@ -4,7 +4,7 @@
 ``args.func(args)`` returns the exit code: 0 when no answer is wrong or failed (engines not
 implemented yet and queries skipped for want of a zones table do not count), 1 when some
 are, 2 for a bad invocation (unknown engine or query, no dataset at ``--data``).
-``python -m comparisons.cli check …`` runs the same command without the entry point.
+``python -m taskbench.comparisons.cli check …`` runs the same command without the entry point.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import json
 import sys
 from typing import Any
 
-from comparisons.check import DEFAULT_TIMEOUT, check, resolve_engines, resolve_queries
-from comparisons.data import DataError
-from comparisons.data.cli import positive_int
-from comparisons.queries import QUERY_IDS
-from comparisons.solutions import ENGINES
+from taskbench.comparisons.check import DEFAULT_TIMEOUT, check, resolve_engines, resolve_queries
+from taskbench.comparisons.data import DataError
+from taskbench.comparisons.data.cli import positive_int
+from taskbench.comparisons.queries import QUERY_IDS
+from taskbench.comparisons.solutions import ENGINES
 
 
 def add_parser(subparsers: Any) -> None:
@@ -88,7 +88,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``check`` from ``argv``; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m comparisons.cli")
+    parser = argparse.ArgumentParser(prog="python -m taskbench.comparisons.cli")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_parser(sub)
     args = parser.parse_args(argv)

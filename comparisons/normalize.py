@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from comparisons.queries import Column, Query
+from taskbench.comparisons.queries import Column, Query
 
 RTOL = 1e-6
 ATOL = 1e-9

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from comparisons.data.manifest import read_manifest
+from taskbench.comparisons.data.manifest import read_manifest
 
 Kind = Literal["int", "float", "str", "timestamp"]
 

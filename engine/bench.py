@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
-
-from engine.stream import TaskRecord, TaskStream
+from taskbench.engine.stream import TaskRecord, TaskStream
 
 LAG_TASK_SECONDS = 0.001
 
@@ -103,8 +102,8 @@ def _summary(
 
 
 def run_engine(n_tasks: int, n_chain: int, lag_tasks: int, workers: int, repeats: int):
-    from engine.client import Client
-    from engine.cluster import LocalCluster
+    from taskbench.engine.client import Client
+    from taskbench.engine.cluster import LocalCluster
 
     with LocalCluster(workers, 1) as cluster, Client(cluster) as client:
 
@@ -132,8 +131,7 @@ def quiet_dask() -> None:
 
 def run_dask_distributed(n_tasks: int, n_chain: int, lag_tasks: int, workers: int, repeats: int):
     from distributed import Client, LocalCluster
-
-    from engine.stream import from_dask_task_stream
+    from taskbench.engine.stream import from_dask_task_stream
 
     quiet_dask()
     with (
@@ -311,7 +309,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sch.add_argument("--stream-out", help="write the engine's lag-run task stream (JSONL)")
     sch.set_defaults(func=cmd_scheduler)
 
-    from engine import bench_balance, bench_shuffle
+    from taskbench.engine import bench_balance, bench_shuffle
 
     bench_balance.add_parser(bsub)
     bench_shuffle.add_parser(bsub)

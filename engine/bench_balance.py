@@ -18,9 +18,9 @@ import threading
 import time
 from typing import Any
 
-from engine.sim import simulate
-from engine.stream import TaskStream
-from engine.workloads import NAMES, Workload, make
+from taskbench.engine.sim import simulate
+from taskbench.engine.stream import TaskStream
+from taskbench.engine.workloads import NAMES, Workload, make
 
 POLICIES = {
     "random": ("random", False),
@@ -54,8 +54,8 @@ def run_sim(name: str, policy: str, n_workers: int, threads: int, scale: float, 
 
 def run_real(name: str, policy: str, n_workers: int, scale: float, seed: int = 0):
     """One workload on a fresh ``LocalCluster``; a late joiner is started during the run."""
-    from engine.client import Client
-    from engine.cluster import LocalCluster
+    from taskbench.engine.client import Client
+    from taskbench.engine.cluster import LocalCluster
 
     workload = make(name, n_workers, 1, scale, seed)
     placement, stealing = POLICIES[policy]
@@ -91,9 +91,8 @@ def run_real(name: str, policy: str, n_workers: int, scale: float, seed: int = 0
 def run_dask(name: str, n_workers: int, scale: float, seed: int = 0):
     """The same workload on dask.distributed (its own placement and stealing)."""
     from distributed import Client, Nanny, Scheduler, SpecCluster, get_task_stream
-
-    from engine.bench import quiet_dask
-    from engine.stream import from_dask_task_stream
+    from taskbench.engine.bench import quiet_dask
+    from taskbench.engine.stream import from_dask_task_stream
 
     quiet_dask()
     workload = make(name, n_workers, 1, scale, seed)
@@ -190,7 +189,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
         if args.vs == "dask" and not args.sim:
             results[w]["dask"], streams[w, "dask"] = run_dask(w, workers, args.scale)
     if args.plot:
-        from engine.plot import plot_task_stream
+        from taskbench.engine.plot import plot_task_stream
 
         pair = [("skewed", "random"), ("skewed", "locality+stealing")]
         if all(k in streams for k in pair):

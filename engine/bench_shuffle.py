@@ -181,7 +181,7 @@ def time_pandas(df: pd.DataFrame, on: str, nparts: int, repeats: int) -> dict:
     The fastest of ``repeats`` runs: the denominator is pandas at its best, so noise on a shared
     machine can only raise the engines' ratios, never flatter them.
     """
-    from engine.dataframe.shuffle import partition_by_hash
+    from taskbench.engine.dataframe.shuffle import partition_by_hash
 
     times = []
     for _ in range(max(repeats, 1)):
@@ -221,9 +221,9 @@ def run_engine(
     options: dict | None = None,
 ) -> dict:
     """The engine's shuffle on a fresh LocalCluster with ``TASKBENCH_SIZEOF=sizeof_mode``."""
-    from engine.client import Client
-    from engine.cluster import LocalCluster
-    from engine.dataframe import from_map, from_pandas
+    from taskbench.engine.client import Client
+    from taskbench.engine.cluster import LocalCluster
+    from taskbench.engine.dataframe import from_map, from_pandas
 
     sizes = partition_rows(rows, nparts)
     meta = taxi_partition(0, 0, columns)
@@ -516,7 +516,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
 
 
 def _machine() -> dict:
-    from engine.bench import machine
+    from taskbench.engine.bench import machine
 
     return machine()
 
@@ -627,7 +627,7 @@ def add_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.bench_shuffle shuffle …``, before the command is wired in."""
+    """``python -m taskbench.engine.bench_shuffle shuffle …``, before the command is wired in."""
     parser = argparse.ArgumentParser(prog="taskbench bench")
     add_parser(parser.add_subparsers(dest="suite", required=True))
     args = parser.parse_args(argv)
@@ -635,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from engine.bench_shuffle import main as _main  # tasks must pickle as engine.bench_shuffle.*
+    from taskbench.engine.bench_shuffle import (
+        main as _main,
+    )  # tasks must pickle as engine.bench_shuffle.*
 
     sys.exit(_main())

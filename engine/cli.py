@@ -43,8 +43,8 @@ async def _parent_gone(parent_pid: int) -> None:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from engine import comm
-    from engine.scheduler import Scheduler
+    from taskbench.engine import comm
+    from taskbench.engine.scheduler import Scheduler
 
     token = (
         comm.get_token()
@@ -73,7 +73,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             tmp = Path(args.address_file + ".tmp")
             tmp.write_text(address)
             tmp.replace(args.address_file)
-        logging.getLogger("engine.scheduler").info("scheduler at %s", address)
+        logging.getLogger("taskbench.engine.scheduler").info("scheduler at %s", address)
         if not args.address_file:
             print(f"scheduler at {address}", flush=True)
 
@@ -94,8 +94,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from engine import comm
-    from engine.worker import Worker
+    from taskbench.engine import comm
+    from taskbench.engine.worker import Worker
 
     async def start():
         w = Worker(
@@ -105,7 +105,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             reconnect_timeout=args.reconnect_timeout,
         )
         await w.start()
-        logging.getLogger("engine.worker").info("worker at %s", w.address)
+        logging.getLogger("taskbench.engine.worker").info("worker at %s", w.address)
 
         async def stop() -> None:
             await w.close()
@@ -122,7 +122,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.policies import PLACEMENTS
+    from taskbench.engine.policies import PLACEMENTS
 
     parser = argparse.ArgumentParser(prog="taskbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     wk.set_defaults(func=cmd_worker)
 
-    from engine import bench
+    from taskbench.engine import bench
 
     bench.add_parser(sub)
 
@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--title")
     plot.set_defaults(func=cmd_stream_plot)
 
-    from comparisons import cli as comparisons_cli
-    from comparisons.data import cli as data_cli
+    from taskbench.comparisons import cli as comparisons_cli
+    from taskbench.comparisons.data import cli as data_cli
 
     data_cli.add_parser(sub)
     comparisons_cli.add_parser(sub)
@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_stream_plot(args: argparse.Namespace) -> int:
-    from engine.plot import plot_task_stream
-    from engine.stream import TaskStream
+    from taskbench.engine.plot import plot_task_stream
+    from taskbench.engine.stream import TaskStream
 
     streams = []
     for path in args.runs:

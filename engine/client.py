@@ -20,15 +20,15 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine import comm as _comm
-from engine.graph import (
+from taskbench.engine import comm as _comm
+from taskbench.engine.graph import (
     GraphError,
     key_prefix,
     normalize_graph,
     order,
     pack_results,
 )
-from engine.stream import TaskStream
+from taskbench.engine.stream import TaskStream
 
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None

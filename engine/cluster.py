@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import comm as _comm
-from engine.client import Client, sync
-from engine.scheduler import Scheduler
-from engine.worker import Worker
+from taskbench.engine import comm as _comm
+from taskbench.engine.client import Client, sync
+from taskbench.engine.scheduler import Scheduler
+from taskbench.engine.worker import Worker
 
 STARTUP_TIMEOUT = 60.0
 
@@ -75,7 +75,7 @@ class LocalCluster:
         cmd = [
             sys.executable,
             "-m",
-            "engine.cli",
+            "taskbench.engine.cli",
             "engine",
             *args,
             "--parent-pid",

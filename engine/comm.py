@@ -29,7 +29,7 @@ from typing import Any
 import cloudpickle
 import msgpack
 
-logger = logging.getLogger("engine.comm")
+logger = logging.getLogger("taskbench.engine.comm")
 
 TOKEN_ENV = "TASKBENCH_TOKEN"
 TOKEN_FILE_ENV = "TASKBENCH_TOKEN_FILE"

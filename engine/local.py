@@ -10,9 +10,16 @@ import heapq
 import time
 from typing import Any
 
-from engine.graph import execute, key_prefix, key_str, normalize_graph, order, pack_results
-from engine.sizeof import sizeof
-from engine.stream import TaskRecord, TaskStream
+from taskbench.engine.graph import (
+    execute,
+    key_prefix,
+    key_str,
+    normalize_graph,
+    order,
+    pack_results,
+)
+from taskbench.engine.sizeof import sizeof
+from taskbench.engine.stream import TaskRecord, TaskStream
 
 WORKER_NAME = "sync"
 

@@ -55,13 +55,13 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from engine import comm as _comm
-from engine.state import SHUFFLE_CLIENT, SHUFFLE_WANT
+from taskbench.engine import comm as _comm
+from taskbench.engine.state import SHUFFLE_CLIENT, SHUFFLE_WANT
 
 if TYPE_CHECKING:
-    from engine.dataframe.core import _Frame
-    from engine.state import Key, SchedulerState, TaskState, WorkerState
-    from engine.worker import Worker
+    from taskbench.engine.dataframe.core import _Frame
+    from taskbench.engine.state import Key, SchedulerState, TaskState, WorkerState
+    from taskbench.engine.worker import Worker
 
 #: A message to a peer carries at most this many bytes of shards, and this many frames.
 BATCH_BYTES = 32 * 2**20
@@ -96,7 +96,7 @@ def p2p_layers(
     ``options``: ``encode_strings`` (default True) sends object columns of strings as Arrow
     arrays, as the ``tasks`` shuffle does (see ``split_columns``); the rest is ignored.
     """
-    from engine.dataframe.core import new_name
+    from taskbench.engine.dataframe.core import new_name
 
     n, m = frame.npartitions, npartitions
     columns = frame._meta.columns
@@ -177,7 +177,7 @@ def p2p_unpack(spec: dict, j: int, barrier: int, meta: Any) -> Any:
 
     The shards come from the newest incarnation this worker holds (a worker keeps only one).
     """
-    from engine.dataframe.shuffle import concat_shards
+    from taskbench.engine.dataframe.shuffle import concat_shards
 
     rt = _runtime()
     shards = rt.take(spec["id"], j)
@@ -204,7 +204,7 @@ class _Split:
     shuffle does); output ``j``'s shard is ``(index, [column arrays])``, slices of that."""
 
     def __init__(self, df: Any, targets: Any, m: int, encode_strings: bool) -> None:
-        from engine.dataframe.shuffle import split_columns
+        from taskbench.engine.dataframe.shuffle import split_columns
 
         self.shards = split_columns(df, targets, m, encode_strings=encode_strings)
 
@@ -506,7 +506,7 @@ def worker_runtime(worker: Worker) -> ShuffleRuntime:
 
 def _runtime() -> ShuffleRuntime:
     """The runtime of the worker whose thread runs this task; the local one outside workers."""
-    from engine.worker import get_worker
+    from taskbench.engine.worker import get_worker
 
     worker = get_worker()
     return _LOCAL_RUNTIME if worker is None else worker_runtime(worker)

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from engine.stream import TaskStream
+from taskbench.engine.stream import TaskStream
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

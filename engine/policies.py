@@ -21,7 +21,7 @@ import random
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.state import SchedulerState, TaskState, WorkerState
+    from taskbench.engine.state import SchedulerState, TaskState, WorkerState
 
 STEAL_LEVELS = 15  # bins 0..14: compute/transfer ratio 2^0 .. 2^14 and above
 

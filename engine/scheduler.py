@@ -14,12 +14,12 @@ import logging
 import time
 from typing import Any
 
-from engine import comm as _comm
-from engine.graph import key_prefix
-from engine.state import Msgs, SchedulerState
-from engine.stream import RecordBuffer
+from taskbench.engine import comm as _comm
+from taskbench.engine.graph import key_prefix
+from taskbench.engine.state import Msgs, SchedulerState
+from taskbench.engine.stream import RecordBuffer
 
-logger = logging.getLogger("engine.scheduler")
+logger = logging.getLogger("taskbench.engine.scheduler")
 
 
 class Scheduler:

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.graph import KIND_PLAIN, key_prefix, key_str, order
-from engine.state import SchedulerState
-from engine.stream import TaskRecord, TaskStream, Transfer
-from engine.workloads import Workload
+from taskbench.engine.graph import KIND_PLAIN, key_prefix, key_str, order
+from taskbench.engine.state import SchedulerState
+from taskbench.engine.stream import TaskRecord, TaskStream, Transfer
+from taskbench.engine.workloads import Workload
 
 CLIENT = "sim-client"
 

@@ -40,10 +40,10 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.policies import STEAL_LEVELS, WorkStealing, make_placement
+from taskbench.engine.policies import STEAL_LEVELS, WorkStealing, make_placement
 
 if TYPE_CHECKING:
-    from engine.p2p import P2PState, ShuffleRecord
+    from taskbench.engine.p2p import P2PState, ShuffleRecord
 
 TaskStateName = Literal[
     "released", "waiting", "no-worker", "processing", "memory", "erred", "forgotten"
@@ -420,7 +420,7 @@ class SchedulerState:
     ) -> tuple[Msgs, Msgs]:
         """A p2p shuffle task on ``address`` asks for its plan; the reply goes back to it."""
         if self.shuffles is None:
-            from engine.p2p import P2PState
+            from taskbench.engine.p2p import P2PState
 
             self.shuffles = P2PState(self)
         recs: dict[Key, str] = {}

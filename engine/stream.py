@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-
-from engine.graph import key_prefix, key_str
+from taskbench.engine.graph import key_prefix, key_str
 
 TaskStatus = Literal["memory", "erred"]
 

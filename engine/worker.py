@@ -29,11 +29,11 @@ import time
 import traceback
 from typing import Any
 
-from engine import comm as _comm
-from engine.graph import execute
-from engine.sizeof import sizeof
+from taskbench.engine import comm as _comm
+from taskbench.engine.graph import execute
+from taskbench.engine.sizeof import sizeof
 
-logger = logging.getLogger("engine.worker")
+logger = logging.getLogger("taskbench.engine.worker")
 
 _EMPTY: dict = {}
 _thread = threading.local()
@@ -190,7 +190,7 @@ class Worker:
                 elif op == "steal-request":
                     self._give_up(msg["keys"])
                 elif op == "shuffle-plan" or op == "shuffle-drop":
-                    from engine.p2p import worker_runtime
+                    from taskbench.engine.p2p import worker_runtime
 
                     worker_runtime(self).scheduler_message(msg)
                 elif op == "close":
@@ -540,7 +540,7 @@ class Worker:
         while True:
             msg, frames = await comm.read()
             if msg["op"] == "shuffle-receive":
-                from engine.p2p import worker_runtime
+                from taskbench.engine.p2p import worker_runtime
 
                 comm.send(worker_runtime(self).receive(msg, frames))
                 continue

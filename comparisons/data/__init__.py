@@ -1,22 +1,22 @@
 """NYC-taxi data in one canonical layout: generated (:func:`generate`) or imported from TLC files
 (:func:`import_files`). The layout is described in :mod:`comparisons.data.schema`."""
 
-from comparisons.data.generate import generate
-from comparisons.data.importer import FileReport, ImportReport, import_files, inspect_file
-from comparisons.data.manifest import (
+from taskbench.comparisons.data.generate import generate
+from taskbench.comparisons.data.importer import FileReport, ImportReport, import_files, inspect_file
+from taskbench.comparisons.data.manifest import (
     GENERATOR_VERSION,
     Manifest,
     dataset_fingerprint,
     read_manifest,
 )
-from comparisons.data.schema import (
+from taskbench.comparisons.data.schema import (
     TRIPS_SCHEMA,
     ZONES_SCHEMA,
     DataError,
     trip_files,
     zones_path,
 )
-from comparisons.data.zones import read_zone_lookup, synthetic_zones
+from taskbench.comparisons.data.zones import read_zone_lookup, synthetic_zones
 
 __all__ = [
     "GENERATOR_VERSION",

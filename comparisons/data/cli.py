@@ -3,7 +3,8 @@
 ``engine/cli.py`` calls :func:`add_parser` to register ``data``; every subcommand sets
 ``func``, and ``args.func(args)`` returns the exit code (0 ok, 1 data error). ``--json`` prints
 one machine-readable object on stdout; the progress bar goes to stderr, only on a terminal.
-``python -m comparisons.data.cli generate …`` runs the same commands without the entry point.
+``python -m taskbench.comparisons.data.cli generate …`` runs the same commands without the
+entry point.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from comparisons.data.generate import generate, parse_month
-from comparisons.data.importer import import_files
-from comparisons.data.schema import DataError
+from taskbench.comparisons.data.generate import generate, parse_month
+from taskbench.comparisons.data.importer import import_files
+from taskbench.comparisons.data.schema import DataError
 
 _SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 
@@ -170,7 +171,7 @@ def run_import(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run ``generate`` or ``import`` from ``argv``; return the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m comparisons.data.cli",
+        prog="python -m taskbench.comparisons.data.cli",
         description="Generate or import NYC-taxi data in the canonical layout.",
     )
     add_commands(parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND"))

@@ -28,16 +28,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-
-from comparisons.data.manifest import GENERATOR_VERSION, Manifest, prepare_out_dir, write_dataset
-from comparisons.data.schema import (
+from taskbench.comparisons.data.manifest import (
+    GENERATOR_VERSION,
+    Manifest,
+    prepare_out_dir,
+    write_dataset,
+)
+from taskbench.comparisons.data.schema import (
     COORDINATE_COLUMNS,
     ROW_GROUP_ROWS,
     TRIPS_SCHEMA,
     parquet_writer,
     trip_file_name,
 )
-from comparisons.data.zones import (
+from taskbench.comparisons.data.zones import (
     JFK,
     LAGUARDIA,
     NEWARK,

@@ -40,9 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-
-from comparisons.data.manifest import Manifest, prepare_out_dir, write_dataset
-from comparisons.data.schema import (
+from taskbench.comparisons.data.manifest import Manifest, prepare_out_dir, write_dataset
+from taskbench.comparisons.data.schema import (
     COORDINATE_COLUMNS,
     MONEY_COLUMNS,
     ROW_GROUP_ROWS,
@@ -52,7 +51,7 @@ from comparisons.data.schema import (
     parquet_writer,
     trip_file_name,
 )
-from comparisons.data.zones import read_zone_lookup
+from taskbench.comparisons.data.zones import read_zone_lookup
 
 # Canonical column -> accepted source names, compared after _normalise().
 ALIASES: dict[str, tuple[str, ...]] = {

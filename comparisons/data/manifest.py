@@ -16,8 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from comparisons.data.schema import (
+from taskbench.comparisons.data.schema import (
     MANIFEST_FILE,
     TRIPS_DIR,
     ZONES_FILE,

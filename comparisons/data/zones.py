@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-
-from comparisons.data.schema import ZONES_SCHEMA, DataError
+from taskbench.comparisons.data.schema import ZONES_SCHEMA, DataError
 
 JFK = 132
 LAGUARDIA = 138

@@ -39,16 +39,15 @@ from types import ModuleType
 from typing import Any
 
 import pandas as pd
-
-from comparisons.queries import QUERY_IDS
+from taskbench.comparisons.queries import QUERY_IDS
 
 # Engine name -> solution module. pandas is the reference answer.
 ENGINES: dict[str, str] = {
-    "pandas": "comparisons.solutions.pandas_",
-    "engine": "comparisons.solutions.engine",
-    "duckdb": "comparisons.solutions.duckdb_",
-    "spark": "comparisons.solutions.spark",
-    "dask": "comparisons.solutions.dask_",
+    "pandas": "taskbench.comparisons.solutions.pandas_",
+    "engine": "taskbench.comparisons.solutions.engine",
+    "duckdb": "taskbench.comparisons.solutions.duckdb_",
+    "spark": "taskbench.comparisons.solutions.spark",
+    "dask": "taskbench.comparisons.solutions.dask_",
 }
 REFERENCE = "pandas"
 # "name=module,…": extra solution modules (one under development, or a test double).

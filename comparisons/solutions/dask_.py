@@ -22,10 +22,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from comparisons.data import trip_files, zones_path
-from comparisons.queries import TOP_K, TRIP_COLUMNS, ZONE_COLUMNS, Parameters, has_zones, parameters
-from comparisons.solutions import EngineConfig
+from taskbench.comparisons.data import trip_files, zones_path
+from taskbench.comparisons.queries import (
+    TOP_K,
+    TRIP_COLUMNS,
+    ZONE_COLUMNS,
+    Parameters,
+    has_zones,
+    parameters,
+)
+from taskbench.comparisons.solutions import EngineConfig
 
 NAME = "dask"
 PICKUP = "tpep_pickup_datetime"

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
-
-from comparisons.data import trip_files, zones_path
-from comparisons.queries import TOP_K, TRIP_COLUMNS, Parameters, has_zones, parameters
-from comparisons.solutions import EngineConfig
+from taskbench.comparisons.data import trip_files, zones_path
+from taskbench.comparisons.queries import TOP_K, TRIP_COLUMNS, Parameters, has_zones, parameters
+from taskbench.comparisons.solutions import EngineConfig
 
 NAME = "duckdb"
 _LOADS = itertools.count()  # view names per load: one connection can hold several datasets

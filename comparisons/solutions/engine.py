@@ -15,10 +15,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from comparisons.data import trip_files, zones_path
-from comparisons.queries import TOP_K, TRIP_COLUMNS, ZONE_COLUMNS, Parameters, has_zones, parameters
-from comparisons.solutions import EngineConfig
+from taskbench.comparisons.data import trip_files, zones_path
+from taskbench.comparisons.queries import (
+    TOP_K,
+    TRIP_COLUMNS,
+    ZONE_COLUMNS,
+    Parameters,
+    has_zones,
+    parameters,
+)
+from taskbench.comparisons.solutions import EngineConfig
 
 NAME = "engine"
 PICKUP = "tpep_pickup_datetime"
@@ -45,8 +51,8 @@ def version() -> str:
 
 
 def start(config: EngineConfig) -> Session:
-    from engine.client import Client
-    from engine.cluster import LocalCluster
+    from taskbench.engine.client import Client
+    from taskbench.engine.cluster import LocalCluster
 
     options = config.section("cluster")
     cluster = LocalCluster(
@@ -59,7 +65,7 @@ def start(config: EngineConfig) -> Session:
 
 
 def load(session: Session, data_dir: str | os.PathLike[str], config: EngineConfig) -> Handle:
-    from engine.dataframe import read_parquet
+    from taskbench.engine.dataframe import read_parquet
 
     files = [str(f) for f in trip_files(data_dir)]
     trips = read_parquet(files, columns=list(TRIP_COLUMNS))
@@ -171,7 +177,7 @@ def _zones(h: Handle) -> pd.DataFrame:
 
 
 def _small(frame: pd.DataFrame) -> Any:
-    from engine.dataframe import from_pandas
+    from taskbench.engine.dataframe import from_pandas
 
     return from_pandas(frame, npartitions=1)
 

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from comparisons.data import trip_files, zones_path
-from comparisons.queries import TOP_K, TRIP_COLUMNS, ZONE_COLUMNS, Parameters, has_zones, parameters
-from comparisons.solutions import EngineConfig
+from taskbench.comparisons.data import trip_files, zones_path
+from taskbench.comparisons.queries import (
+    TOP_K,
+    TRIP_COLUMNS,
+    ZONE_COLUMNS,
+    Parameters,
+    has_zones,
+    parameters,
+)
+from taskbench.comparisons.solutions import EngineConfig
 
 NAME = "pandas"
 PICKUP = "tpep_pickup_datetime"

@@ -5,18 +5,18 @@ returns pandas, ``persist()`` keeps the partitions on the cluster's workers. The
 implementations chosen by name (`engine.dataframe.shuffle`).
 """
 
-from engine.dataframe.core import DataFrame, Scalar, Series
-from engine.dataframe.groupby import GroupBy
-from engine.dataframe.io import from_map, from_pandas, read_csv, read_parquet
-from engine.dataframe.join import merge
-from engine.dataframe.shuffle import (
+from taskbench.engine.dataframe.core import DataFrame, Scalar, Series
+from taskbench.engine.dataframe.groupby import GroupBy
+from taskbench.engine.dataframe.io import from_map, from_pandas, read_csv, read_parquet
+from taskbench.engine.dataframe.join import merge
+from taskbench.engine.dataframe.shuffle import (
     SHUFFLE_METHODS,
     hash_columns,
     partition_by_hash,
     register_shuffle_method,
     shuffle,
 )
-from engine.dataframe.sort import set_index, sort_values
+from taskbench.engine.dataframe.sort import set_index, sort_values
 
 __all__ = [
     "SHUFFLE_METHODS",

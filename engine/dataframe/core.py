@@ -401,7 +401,7 @@ def _resolve_client(futures: tuple, client: Any) -> Any:
         return owner
     if client is not None:
         return client
-    from engine.client import default_client
+    from taskbench.engine.client import default_client
 
     return default_client()
 
@@ -410,7 +410,7 @@ def run_graph(graph: dict, keys: list, futures: tuple, client: Any) -> list:
     """Run ``keys`` of ``graph`` on the resolved client, or in this thread."""
     client = _resolve_client(futures, client)
     if client is None:
-        from engine.local import get_sync
+        from taskbench.engine.local import get_sync
 
         return get_sync(graph, keys)
     return client.get(graph, keys)
@@ -418,7 +418,7 @@ def run_graph(graph: dict, keys: list, futures: tuple, client: Any) -> list:
 
 def cull(graph: dict, keys: Iterable[Any]) -> dict:
     """The part of ``graph`` that ``keys`` need."""
-    from engine.graph import normalize_graph
+    from taskbench.engine.graph import normalize_graph
 
     keys = list(keys)
     present = [k for k in keys if k in graph]
@@ -471,7 +471,7 @@ class _Collection:
         client = _resolve_client(self._futures, client)
         if client is None or not hasattr(client, "persist"):
             if client is None:
-                from engine.local import get_sync
+                from taskbench.engine.local import get_sync
 
                 values = get_sync(self.graph, keys)
             else:
@@ -874,7 +874,7 @@ class _Frame(_Collection):
         self, on: Any, npartitions: int | None = None, method: str | None = None, **options: Any
     ) -> Any:
         """Rows with equal ``on`` values end in one partition; see `engine.dataframe.shuffle`."""
-        from engine.dataframe.shuffle import shuffle
+        from taskbench.engine.dataframe.shuffle import shuffle
 
         return shuffle(self, on, npartitions, method=method, **options)
 
@@ -1019,25 +1019,25 @@ class DataFrame(_Frame):
 
     def groupby(self, by: Any, dropna: bool = True, sort: bool = True) -> Any:
         """Group by columns ``by``; null keys form a group when ``dropna=False``."""
-        from engine.dataframe.groupby import GroupBy
+        from taskbench.engine.dataframe.groupby import GroupBy
 
         return GroupBy(self, by, dropna=dropna, sort=sort)
 
     def merge(self, right: DataFrame, on: Any = None, how: str = "inner", **kwargs: Any) -> Any:
         """See `engine.dataframe.merge`."""
-        from engine.dataframe.join import merge
+        from taskbench.engine.dataframe.join import merge
 
         return merge(self, right, on=on, how=how, **kwargs)
 
     def sort_values(self, by: Any, ascending: Any = True, **kwargs: Any) -> DataFrame:
         """See `engine.dataframe.sort.sort_values`."""
-        from engine.dataframe.sort import sort_values
+        from taskbench.engine.dataframe.sort import sort_values
 
         return sort_values(self, by, ascending=ascending, **kwargs)
 
     def set_index(self, column: Any, drop: bool = True, **kwargs: Any) -> DataFrame:
         """See `engine.dataframe.sort.set_index`."""
-        from engine.dataframe.sort import set_index
+        from taskbench.engine.dataframe.sort import set_index
 
         return set_index(self, column, drop=drop, **kwargs)
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-
-from engine.dataframe.core import (
+from taskbench.engine.dataframe.core import (
     DataFrame,
     Series,
     as_column_list,

@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from engine.dataframe.core import (
+from taskbench.engine.dataframe.core import (
     DataFrame,
     apply_kwargs,
     check_columns,

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from engine.dataframe.core import (
+from taskbench.engine.dataframe.core import (
     DataFrame,
     _merge_graphs,
     as_column_list,
@@ -26,7 +25,7 @@ from engine.dataframe.core import (
     new_collection,
     new_name,
 )
-from engine.dataframe.shuffle import hash_targets, rearrange
+from taskbench.engine.dataframe.shuffle import hash_targets, rearrange
 
 BROADCAST_PARTITIONS = 4
 HOWS = ("inner", "left")
@@ -80,7 +79,7 @@ def merge(
     shuffle_method: str | None = None,
 ) -> DataFrame:
     """Join ``left`` and ``right`` on key columns, ``how`` = ``"inner"`` or ``"left"``."""
-    from engine.dataframe.io import from_pandas
+    from taskbench.engine.dataframe.io import from_pandas
 
     if isinstance(right, pd.DataFrame):
         right = from_pandas(right, 1)

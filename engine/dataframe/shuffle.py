@@ -40,8 +40,7 @@ import pyarrow as pa
 from pandas.api.internals import create_dataframe_from_blocks
 from pandas.api.types import infer_dtype
 from pandas.util import hash_array, hash_pandas_object
-
-from engine.dataframe.core import (
+from taskbench.engine.dataframe.core import (
     DataFrame,
     _Frame,
     _merge_graphs,
@@ -450,7 +449,7 @@ def p2p_layers(
     options: dict,
 ) -> dict[str, dict]:
     """The ``p2p`` shuffle, built by `engine.p2p` (imported here: it needs this module)."""
-    from engine.p2p import p2p_layers as build
+    from taskbench.engine.p2p import p2p_layers as build
 
     return build(frame, npartitions, name, partitioner, extra_key, options)
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from engine.dataframe.core import (
+from taskbench.engine.dataframe.core import (
     DataFrame,
     Scalar,
     _merge_graphs,
@@ -28,7 +27,7 @@ from engine.dataframe.core import (
     new_name,
     partitionwise,
 )
-from engine.dataframe.shuffle import rearrange
+from taskbench.engine.dataframe.shuffle import rearrange
 
 SAMPLES = 1000
 

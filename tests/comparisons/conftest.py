@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from taskbench.comparisons import solutions
+from taskbench.comparisons.data import generate, import_files
+from taskbench.comparisons.normalize import normalize
+from taskbench.comparisons.queries import QUERIES
 
-from comparisons import solutions
-from comparisons.data import generate, import_files
-from comparisons.normalize import normalize
-from comparisons.queries import QUERIES
 from tests.comparisons.edge_data import write_edge_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from comparisons.data import TRIPS_SCHEMA, generate, trip_files, zones_path
-from comparisons.data.manifest import write_dataset
-from comparisons.data.schema import parquet_writer, trip_file_name
+from taskbench.comparisons.data import TRIPS_SCHEMA, generate, trip_files, zones_path
+from taskbench.comparisons.data.manifest import write_dataset
+from taskbench.comparisons.data.schema import parquet_writer, trip_file_name
 
 ROWS = 2_000
 NON_NULL_TOTALS = 60  # < 100: q11 must fill up with null totals, ordered by trip_id

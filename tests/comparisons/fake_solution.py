@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from comparisons.solutions import pandas_ as base
+from taskbench.comparisons.solutions import pandas_ as base
 
 NAME = "fake"
 load, stop = base.load, base.stop

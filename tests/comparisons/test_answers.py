@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from taskbench.comparisons import solutions
+from taskbench.comparisons.normalize import compare, normalize
+from taskbench.comparisons.queries import QUERIES, QUERY_IDS
 
-from comparisons import solutions
-from comparisons.normalize import compare, normalize
-from comparisons.queries import QUERIES, QUERY_IDS
 from tests.comparisons.conftest import DATASETS
 
 MARKS = {"duckdb": [pytest.mark.duckdb], "spark": [pytest.mark.spark], "dask": [pytest.mark.dask]}

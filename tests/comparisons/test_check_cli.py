@@ -7,12 +7,11 @@ import shutil
 
 import psutil
 import pytest
-
-from comparisons import solutions
-from comparisons.check import check, resolve_engines, resolve_queries
-from comparisons.cli import main
-from comparisons.data.manifest import write_dataset
-from comparisons.data.schema import trip_files
+from taskbench.comparisons import solutions
+from taskbench.comparisons.check import check, resolve_engines, resolve_queries
+from taskbench.comparisons.cli import main
+from taskbench.comparisons.data.manifest import write_dataset
+from taskbench.comparisons.data.schema import trip_files
 
 FAKE = "fake=tests.comparisons.fake_solution"
 
@@ -106,7 +105,8 @@ def test_a_hung_engine_is_killed_at_the_timeout(datasets, fake_engine):
     leftovers = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if "comparisons.check" in " ".join(p.info["cmdline"] or []) and "fake" in p.info["cmdline"]
+        if "taskbench.comparisons.check" in " ".join(p.info["cmdline"] or [])
+        and "fake" in p.info["cmdline"]
     ]
     assert not leftovers
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from comparisons.solutions import CONFIG_DIR, EngineConfig, load_config
+from taskbench.comparisons.solutions import CONFIG_DIR, EngineConfig, load_config
 
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-from comparisons.normalize import RTOL, AnswerError, checksum, compare, normalize
-from comparisons.queries import QUERIES
+from taskbench.comparisons.normalize import RTOL, AnswerError, checksum, compare, normalize
+from taskbench.comparisons.queries import QUERIES
 
 Q01, Q02, Q04, Q09, Q11, Q12 = (QUERIES[q] for q in ("q01", "q02", "q04", "q09", "q11", "q12"))
 

@@ -6,9 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-
-from comparisons.data import TRIPS_SCHEMA, ZONES_SCHEMA
-from comparisons.queries import (
+from taskbench.comparisons.data import TRIPS_SCHEMA, ZONES_SCHEMA
+from taskbench.comparisons.queries import (
     QUERIES,
     QUERY_IDS,
     TRIP_COLUMNS,

@@ -9,11 +9,10 @@ from collections import Counter, defaultdict
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from comparisons import solutions
-from comparisons.data import trip_files, zones_path
-from comparisons.normalize import compare, normalize
-from comparisons.queries import QUERIES, TOP_K, parameters
+from taskbench.comparisons import solutions
+from taskbench.comparisons.data import trip_files, zones_path
+from taskbench.comparisons.normalize import compare, normalize
+from taskbench.comparisons.queries import QUERIES, TOP_K, parameters
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from taskbench.comparisons.normalize import compare, normalize
+from taskbench.comparisons.queries import QUERIES
 
-from comparisons.normalize import compare, normalize
-from comparisons.queries import QUERIES
 from tests.comparisons.conftest import CORES
 
 pytestmark = pytest.mark.duckdb

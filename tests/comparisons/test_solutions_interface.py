@@ -5,9 +5,8 @@ from __future__ import annotations
 import types
 
 import pytest
-
-from comparisons import solutions
-from comparisons.queries import QUERY_IDS
+from taskbench.comparisons import solutions
+from taskbench.comparisons.queries import QUERY_IDS
 
 IMPLEMENTED = [name for name in solutions.ENGINES if solutions.is_implemented(name)]
 

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from taskbench.engine.client import Client
 
-from engine.client import Client
-
-TASKBENCH = [sys.executable, "-m", "engine.cli"]
+TASKBENCH = [sys.executable, "-m", "taskbench.engine.cli"]
 
 
 def inc(x):

@@ -20,9 +20,8 @@ import msgpack
 import numpy as np
 import pandas as pd
 import pytest
-
-from engine import comm as cm
-from engine.comm import (
+from taskbench.engine import comm as cm
+from taskbench.engine.comm import (
     Comm,
     CommClosedError,
     ConnectionPool,
@@ -477,7 +476,7 @@ def test_batch_over_frame_limit_is_split(address, monkeypatch):
 
 
 def test_unencodable_header_is_dropped_loudly_and_spares_the_batch(caplog):
-    caplog.set_level(logging.ERROR, logger="engine.comm")
+    caplog.set_level(logging.ERROR, logger="taskbench.engine.comm")
 
     async def main():
         async with serving() as server:
@@ -576,7 +575,7 @@ def test_dumps_code():
 
 @pytest.mark.parametrize("address", ADDRESSES)
 def test_handshake_wrong_token(address, caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
 
     async def main():
         async with serving(address) as server:
@@ -597,7 +596,7 @@ def test_handshake_wrong_token(address, caplog):
 
 
 def test_handshake_silent_client_dropped(monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
     monkeypatch.setattr(cm, "HANDSHAKE_TIMEOUT", 0.3)
 
     async def main():
@@ -621,7 +620,7 @@ def test_handshake_silent_client_dropped(monkeypatch, caplog):
 
 
 def test_handshake_timeout_log_names_the_reason(monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
     monkeypatch.setattr(cm, "HANDSHAKE_TIMEOUT", 0.2)
 
     async def main():
@@ -638,7 +637,7 @@ def test_handshake_timeout_log_names_the_reason(monkeypatch, caplog):
 
 
 def test_handshake_by_hand_and_bad_auth(caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
 
     async def main():
         async with serving() as server:
@@ -799,7 +798,7 @@ async def attack(address: str, payload: bytes, authed: bool) -> None:
     ("payload", "reason"), [p[1:] for p in BAD_FRAMES], ids=[p[0] for p in BAD_FRAMES]
 )
 def test_hostile_frames(payload, reason, authed, caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
 
     async def main():
         async with serving() as server:
@@ -812,7 +811,7 @@ def test_hostile_frames(payload, reason, authed, caplog):
 
 
 def test_pre_auth_frame_limit(caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
     limit = cm.PRE_AUTH_MAX_FRAME_BYTES
     payload = struct.pack("<QIQ", limit + 1, 1, limit + 1)  # the prefix alone is enough
 
@@ -825,7 +824,7 @@ def test_pre_auth_frame_limit(caplog):
 
 
 def test_post_auth_frame_limit(monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
     monkeypatch.setenv(cm.MAX_FRAME_ENV, "100000")
     # over the pre-auth limit but under the configured one: fine once authenticated
     ok = msg_wire([{"op": "echo", "_nframes": 1}], (bytes(50_000),))
@@ -849,7 +848,7 @@ def test_post_auth_frame_limit(monkeypatch, caplog):
 
 @pytest.mark.parametrize("address", ADDRESSES)
 def test_oversized_message_from_comm_closes_link(address, monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
     monkeypatch.setenv(cm.MAX_FRAME_ENV, "1000000")
 
     async def main():
@@ -875,7 +874,7 @@ def test_oversized_message_from_comm_closes_link(address, monkeypatch, caplog):
 
 
 def test_truncated_frame_then_close(caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
 
     async def main():
         async with serving() as server:
@@ -898,7 +897,7 @@ def test_truncated_frame_then_close(caplog):
 
 
 def test_negative_nframes_rejected(caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
     payload = wire([head([{"op": "echo", "_nframes": -1}, {"op": "echo", "_nframes": 2}]), b"d1"])
 
     async def main():
@@ -1017,7 +1016,7 @@ def test_server_close_aborts_clients(address):
 
 @pytest.mark.parametrize("address", ADDRESSES)
 def test_handler_exception_logged_and_closed(address, caplog):
-    caplog.set_level(logging.WARNING, logger="engine.comm")
+    caplog.set_level(logging.WARNING, logger="taskbench.engine.comm")
 
     async def main():
         async with serving(address) as server:

@@ -7,12 +7,11 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-
-from engine.client import Client
-from engine.cluster import InProcessCluster, LocalCluster
-from engine.comm import SerializationError
-from engine.graph import GraphError
-from engine.local import get_sync
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import InProcessCluster, LocalCluster
+from taskbench.engine.comm import SerializationError
+from taskbench.engine.graph import GraphError
+from taskbench.engine.local import get_sync
 
 
 def inc(x):
@@ -216,7 +215,7 @@ def test_task_stream_records_every_task():
 
 
 def test_persist_keeps_results_for_later_graphs():
-    from engine.client import default_client
+    from taskbench.engine.client import default_client
 
     with InProcessCluster(2, 1) as cluster, Client(cluster) as client:
         assert default_client() is client

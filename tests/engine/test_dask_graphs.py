@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from engine.client import Client
-from engine.cluster import InProcessCluster, LocalCluster
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import InProcessCluster, LocalCluster
 
 dd = pytest.importorskip("dask.dataframe")
 da = pytest.importorskip("dask.array")

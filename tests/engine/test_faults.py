@@ -10,10 +10,9 @@ import time
 
 import numpy as np
 import pytest
-
-from engine import comm
-from engine.client import Client
-from engine.cluster import LocalCluster
+from taskbench.engine import comm
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import LocalCluster
 
 
 def slow_block(i, seconds=0.05):
@@ -151,7 +150,7 @@ def test_cluster_cleans_up_when_the_body_raises():
 
 CHILD = """
 import os, signal, sys, time
-from engine.cluster import LocalCluster
+from taskbench.engine.cluster import LocalCluster
 with LocalCluster(2, 1) as cluster:
     pids = [cluster.scheduler_process.pid] + [p.pid for p in cluster.worker_processes]
     print(" ".join(map(str, pids)), flush=True)

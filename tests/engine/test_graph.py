@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from engine.graph import (
+from taskbench.engine.graph import (
     KIND_DATA,
     KIND_NODE,
     KIND_PLAIN,
@@ -254,7 +253,7 @@ def test_dask_dataframe_groupby_mean():
 def test_no_dask_import():
     code = (
         "import sys\n"
-        "from engine.graph import normalize_graph, execute\n"
+        "from taskbench.engine.graph import normalize_graph, execute\n"
         "tasks, _ = normalize_graph({'x': 1, 'y': (abs, 'x')}, 'y')\n"
         "assert execute(tasks['y'].run, tasks['y'].kind, {'x': -1}) == 1\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'dask'], 'dask imported'\n"

@@ -16,24 +16,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import taskbench.engine.dataframe as edf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
-
-import engine.dataframe as edf
-from engine import comm
-from engine.client import Client
-from engine.cluster import InProcessCluster, LocalCluster
-from engine.dataframe.shuffle import (
+from taskbench.engine import comm
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import InProcessCluster, LocalCluster
+from taskbench.engine.dataframe.shuffle import (
     SHUFFLE_METHODS,
     hash_targets,
     partition_by_hash,
     rearrange,
     tasks_layers,
 )
-from engine.local import get_sync
-from engine.p2p import ShuffleRuntime, p2p_layers
-from engine.state import SHUFFLE_CLIENT, SchedulerState
+from taskbench.engine.local import get_sync
+from taskbench.engine.p2p import ShuffleRuntime, p2p_layers
+from taskbench.engine.state import SHUFFLE_CLIENT, SchedulerState
+
 from tests.engine.dataframe.helpers import SETTINGS, frames, make_frame
 
 
@@ -652,7 +652,7 @@ def test_a_worker_leaving_after_the_shuffle_moves_only_its_outputs():
         victim = cluster.workers[2]
         moved = [j for j, ws in enumerate(list(rec.owners)) if ws.address == victim.address]
         sent_before = sum(w.shuffle.sent for w in cluster.workers[:2] if w.shuffle)
-        from engine.client import sync
+        from taskbench.engine.client import sync
 
         sync(victim.close(), 10)
         t.join(60)
@@ -670,7 +670,7 @@ def test_a_worker_leaving_after_the_shuffle_moves_only_its_outputs():
     "columns,encode", [("numeric", True), ("strings", True), ("strings", False)]
 )
 def test_local_cluster_p2p_matches_tasks(local, columns, encode):
-    from engine.bench_shuffle import taxi_frame
+    from taskbench.engine.bench_shuffle import taxi_frame
 
     _cluster, client = local
     pdf = taxi_frame(20_000, 6, columns)

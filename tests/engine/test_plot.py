@@ -5,9 +5,8 @@ from zlib import crc32
 
 import numpy as np
 import pytest
-
-from engine.plot import _PALETTE, plot_lag_histogram, plot_task_stream, prefix_colours
-from engine.stream import TaskRecord, TaskStream, Transfer
+from taskbench.engine.plot import _PALETTE, plot_lag_histogram, plot_task_stream, prefix_colours
+from taskbench.engine.stream import TaskRecord, TaskStream, Transfer
 
 pytest.importorskip("matplotlib")
 

@@ -6,14 +6,13 @@ import threading
 import time
 
 import pytest
-
-from engine.client import Client
-from engine.cluster import InProcessCluster, LocalCluster
-from engine.graph import KIND_PLAIN
-from engine.policies import PLACEMENTS, make_placement
-from engine.sim import simulate
-from engine.state import SchedulerState
-from engine.workloads import NAMES, make
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import InProcessCluster, LocalCluster
+from taskbench.engine.graph import KIND_PLAIN
+from taskbench.engine.policies import PLACEMENTS, make_placement
+from taskbench.engine.sim import simulate
+from taskbench.engine.state import SchedulerState
+from taskbench.engine.workloads import NAMES, make
 
 
 def state_with(workers, **kw):
@@ -231,7 +230,7 @@ def test_simulation_runs_every_task_once_and_respects_the_lower_bound(name):
     # dependencies finish before their dependents start
     stop = {rec.key: rec.stop for rec in r.stream.records}
     start = {rec.key: rec.start for rec in r.stream.records}
-    from engine.graph import key_str
+    from taskbench.engine.graph import key_str
 
     for key, deps in w.dependencies.items():
         for d in deps:

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import taskbench.engine.sizeof as sz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import engine.sizeof as sz
-from engine.sizeof import deep_sizeof, get_mode, register, set_mode, sizeof
+from taskbench.engine.sizeof import deep_sizeof, get_mode, register, set_mode, sizeof
 
 ALPHABETS = {"ascii": "abcdefghij", "latin1": "àéîõü", "bmp": "€₤₿∑", "astral": "😀🚀🧪"}
 STATISTICAL = settings(
@@ -444,7 +443,7 @@ def test_mode_switch():
 )
 def test_mode_from_environment(value, mode):
     env = {**os.environ, "TASKBENCH_SIZEOF": value}
-    code = "import engine.sizeof as s; print(s.get_mode())"
+    code = "import taskbench.engine.sizeof as s; print(s.get_mode())"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
@@ -453,7 +452,7 @@ def test_mode_from_environment(value, mode):
 
 def test_bad_mode_in_environment_warns_and_samples():
     env = {**os.environ, "TASKBENCH_SIZEOF": "exact"}
-    code = "import engine.sizeof as s; print(s.get_mode())"
+    code = "import taskbench.engine.sizeof as s; print(s.get_mode())"
     out = subprocess.run(
         [sys.executable, "-W", "always", "-c", code],
         capture_output=True,

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-
-from engine.state import InvalidTransition, Msgs, SchedulerState
+from taskbench.engine.state import InvalidTransition, Msgs, SchedulerState
 
 Spec = Mapping[str, Sequence[str]]
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from engine.stream import (
+from taskbench.engine.stream import (
     TRANSFER_TID,
     TaskRecord,
     TaskStream,
@@ -380,7 +379,7 @@ def test_from_real_dask_task_stream():
 
 
 def test_record_buffer_keeps_indices_and_drops_whole_old_batches():
-    from engine.stream import RecordBuffer
+    from taskbench.engine.stream import RecordBuffer
 
     buf = RecordBuffer(capacity=5)
     rows = [(("x", i), 0, 1.0 + i, 2.0 + i, 3.0 + i, 100 + i, 1e-6, ()) for i in range(3)]

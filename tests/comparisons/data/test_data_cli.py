@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from comparisons.data import read_manifest, trip_files
-from comparisons.data.cli import add_parser, main, parse_rows
+from taskbench.comparisons.data import read_manifest, trip_files
+from taskbench.comparisons.data.cli import add_parser, main, parse_rows
 
 REPO = Path(__file__).parents[3]
 MODERN = (

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from comparisons.data import (
+from taskbench.comparisons.data import (
     TRIPS_SCHEMA,
     ZONES_SCHEMA,
     DataError,
@@ -21,14 +20,14 @@ from comparisons.data import (
     trip_files,
     zones_path,
 )
-from comparisons.data.generate import (
+from taskbench.comparisons.data.generate import (
     DIRTY_SHARES,
     PASSENGER_COUNT_SHARES,
     PAYMENT_TYPE_SHARES,
     TRIPS_2015,
     rows_per_month,
 )
-from comparisons.data.zones import BOROUGH_COUNTS, JFK, LAGUARDIA
+from taskbench.comparisons.data.zones import BOROUGH_COUNTS, JFK, LAGUARDIA
 
 SHARED_DATA = Path(__file__).parents[3] / ".." / "shared" / "data"
 ROWS = 200_000

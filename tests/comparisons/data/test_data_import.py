@@ -10,8 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from comparisons.data import (
+from taskbench.comparisons.data import (
     TRIPS_SCHEMA,
     DataError,
     dataset_fingerprint,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import InProcessCluster
 
-from engine.client import Client
-from engine.cluster import InProcessCluster
 from tests.engine.dataframe.helpers import SyncClient
 
 

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-
-from engine.local import get_sync
+from taskbench.engine.local import get_sync
 
 SETTINGS = settings(
     max_examples=20,

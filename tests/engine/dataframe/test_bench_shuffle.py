@@ -7,8 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-
-from engine import bench_shuffle as bs
+from taskbench.engine import bench_shuffle as bs
 
 
 def test_taxi_partitions_are_deterministic_and_partitioned():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import taskbench.engine.dataframe as edf
 from pandas.testing import assert_frame_equal
+from taskbench.engine.client import Client
+from taskbench.engine.cluster import LocalCluster
+from taskbench.engine.sizeof import get_mode
 
-import engine.dataframe as edf
-from engine.client import Client
-from engine.cluster import LocalCluster
-from engine.sizeof import get_mode
 from tests.engine.dataframe.helpers import make_frame
 from tests.engine.dataframe.test_shuffle import row_checksums
 

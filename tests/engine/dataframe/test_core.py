@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import taskbench.engine.dataframe as edf
 from hypothesis import given
 from pandas.testing import assert_frame_equal, assert_series_equal
 
-import engine.dataframe as edf
 from tests.engine.dataframe.helpers import SETTINGS, SyncClient, frames, make_frame
 
 # ---------------------------------------------------------------- row-wise

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import taskbench.engine.dataframe as edf
 from hypothesis import given
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
 
-import engine.dataframe as edf
 from tests.engine.dataframe.helpers import SETTINGS, frames, make_frame
 
 SPECS = [

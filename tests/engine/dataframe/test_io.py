@@ -9,12 +9,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import taskbench.engine.dataframe as edf
 from hypothesis import given
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
+from taskbench.comparisons.data import generate
 
-import engine.dataframe as edf
-from comparisons.data import generate
 from tests.engine.dataframe.helpers import SETTINGS, SyncClient, make_frame
 
 

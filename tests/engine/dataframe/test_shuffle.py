@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import taskbench.engine.dataframe as edf
 from hypothesis import given
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
-
-import engine.dataframe as edf
-from engine.dataframe.shuffle import (
+from taskbench.engine.dataframe.shuffle import (
     SHUFFLE_METHODS,
     _stages,
     hash_columns,
@@ -19,6 +18,7 @@ from engine.dataframe.shuffle import (
     split_by_targets,
     tasks_layers,
 )
+
 from tests.engine.dataframe.helpers import SETTINGS, frames, make_frame
 
 
