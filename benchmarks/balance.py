@@ -8,7 +8,7 @@ prints the same tables, with dask beside the real ones.
 
 from __future__ import annotations
 
-from taskbench.engine.bench_balance import POLICIES, run_real, run_sim
+from taskbench.comparisons.bench.balance import POLICIES, run_real, run_sim
 from taskbench.engine.workloads import NAMES
 
 SIM_SCALE = 1.0  # a perfect schedule takes about 2 s of virtual time

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-from taskbench.engine.bench import chain_graph, independent_graph, sleep_graph
 from taskbench.engine.client import Client
 from taskbench.engine.cluster import LocalCluster
 from taskbench.engine.graph import KIND_PLAIN
 from taskbench.engine.state import SchedulerState
+from taskbench.engine.workloads import chain_graph, independent_graph, sleep_graph
 
 TASKS = 20_000
 LAG_TASKS = 2_000

@@ -1,8 +1,8 @@
 """Shuffle overhead, throughput and memory of the engine's hash shuffle (asv).
 
-Every case hash-shuffles a taxi-like frame (``taxi_partition`` of the shuffle bench, made on
+Every case hash-shuffles a taxi-like frame (``comparisons.bench.frames.taxi_partition``, made on
 the workers, persisted before the clock starts) on ``trip_id`` into as many partitions as it has,
-on a 2-worker × 1-thread `LocalCluster` started in ``setup`` with ``TASKBENCH_SIZEOF`` set to
+on a 2-worker × 1-thread `LocalCluster` started in ``setup`` with its workers' sizeof set to
 the case's sizeof mode: ``sampled`` (the default) or ``deep`` (the exact size that lagged the
 2016 workers). Timed is ``shuffle(...).map_partitions(len)``, which touches every output
 partition and gathers only their lengths.
@@ -31,7 +31,9 @@ import os
 import time
 
 import pandas as pd
-from taskbench.engine import bench_shuffle as bs
+from taskbench.comparisons.bench import frames
+from taskbench.comparisons.bench.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from taskbench.comparisons.bench.shuffle import time_pandas
 from taskbench.engine.client import Client
 from taskbench.engine.cluster import LocalCluster
 from taskbench.engine.dataframe import from_map, from_pandas
@@ -55,14 +57,14 @@ def _skipped(partitions: int, columns: str, sizeof: str) -> str | None:
 
 def _runnable(method: str, partitions: int, columns: str, sizeof: str) -> None:
     """Raise NotImplementedError (asv: skipped) for a case that is not run here."""
-    from_pandas(bs.taxi_partition(0, 2, "numeric"), 1).shuffle(ON, 1, method=method)
+    from_pandas(frames.taxi_partition(0, 2, "numeric"), 1).shuffle(ON, 1, method=method)
     reason = _skipped(partitions, columns, sizeof)
     if reason:
         raise NotImplementedError(reason)
 
 
 class Shuffle:
-    params = [ROWS, PARTITIONS, METHODS, list(bs.COLUMN_SETS), SIZEOF]
+    params = [ROWS, PARTITIONS, METHODS, list(frames.COLUMN_SETS), SIZEOF]
     param_names = ["rows", "partitions", "implementation", "columns", "sizeof"]
     timeout = 1800
     number = 1
@@ -73,13 +75,13 @@ class Shuffle:
         out = {}
         for rows in ROWS:
             for nparts in PARTITIONS:
-                for columns in bs.COLUMN_SETS:
+                for columns in frames.COLUMN_SETS:
                     if _skipped(nparts, columns, "sampled"):
                         continue
-                    df = bs.taxi_frame(rows, nparts, columns)
-                    base = bs.time_pandas(df, ON, nparts, repeats=3)
+                    df = frames.taxi_frame(rows, nparts, columns)
+                    base = time_pandas(df, ON, nparts, repeats=3)
                     out[(rows, nparts, columns)] = {
-                        "bytes": bs.frame_bytes(df),
+                        "bytes": frames.frame_bytes(df),
                         "baseline_seconds": base["seconds"],
                     }
                     del df
@@ -88,15 +90,15 @@ class Shuffle:
     def setup(self, cache, rows, partitions, implementation, columns, sizeof):
         _runnable(implementation, partitions, columns, sizeof)
         self.data = cache[(rows, partitions, columns)]
-        self.cluster = LocalCluster(2, 1, env={"TASKBENCH_SIZEOF": sizeof}).start()
+        self.cluster = LocalCluster(2, 1, sizeof=sizeof).start()
         self.client = Client(self.cluster)
-        meta = bs.taxi_partition(0, 0, columns)
-        warm = from_map(bs._taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
+        meta = frames.taxi_partition(0, 0, columns)
+        warm = from_map(frames.taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
         warm.shuffle(ON, 2, method=implementation).map_partitions(len).compute()
         self.pids = [p.pid for p in self.cluster.worker_processes]
-        self.idle = [bs.rss_bytes(pid) for pid in self.pids]
-        items = list(enumerate(bs.partition_rows(rows, partitions)))
-        self.frame = from_map(bs._taxi_item, items, meta=meta, column_set=columns).persist()
+        self.idle = rss_bytes(*self.pids)
+        items = list(enumerate(frames.partition_rows(rows, partitions)))
+        self.frame = from_map(frames.taxi_item, items, meta=meta, column_set=columns).persist()
         if self.frame.length().compute() != rows:
             raise RuntimeError("the workers made the wrong number of rows")
         self.rows = rows
@@ -130,13 +132,12 @@ class Shuffle:
     track_throughput.unit = "MB/s"
 
     def track_worker_peak_ratio(self, *params):
-        for pid in self.pids:
-            bs.reset_peak_rss(pid)
+        reset_peak_rss(*self.pids)
         self._shuffle()
-        peaks = [bs.peak_rss_bytes(pid) for pid in self.pids]
-        if any(p is None for p in [*peaks, *self.idle]):
+        peak = peak_rss_bytes(*self.pids)
+        if peak is None or self.idle is None:
             raise NotImplementedError("peak RSS is not readable on this platform")
-        return (sum(peaks) - sum(self.idle)) / self.data["bytes"]
+        return (peak - self.idle) / self.data["bytes"]
 
     track_worker_peak_ratio.unit = "ratio"
 

@@ -1,6 +1,6 @@
 """``taskbench check``: every engine's answers against the pandas reference.
 
-``engine/cli.py`` calls :func:`add_parser` to register ``check``; it sets ``func``, and
+``taskbench/cli.py`` calls :func:`add_parser` to register ``check``; it sets ``func``, and
 ``args.func(args)`` returns the exit code: 0 when no answer is wrong or failed (engines not
 implemented yet and queries skipped for want of a zones table do not count), 1 when some
 are, 2 for a bad invocation (unknown engine or query, no dataset at ``--data``).
@@ -14,9 +14,9 @@ import json
 import sys
 from typing import Any
 
+from taskbench.comparisons.argtypes import positive_int
 from taskbench.comparisons.check import DEFAULT_TIMEOUT, check, resolve_engines, resolve_queries
 from taskbench.comparisons.data import DataError
-from taskbench.comparisons.data.cli import positive_int
 from taskbench.comparisons.queries import QUERY_IDS
 from taskbench.comparisons.solutions import ENGINES
 

@@ -15,14 +15,21 @@ Semantics, once for all queries:
 - Ties are broken by ``trip_id``, which is unique.
 - Joins with ``zones`` are inner joins: a trip whose zone id is null or not in the table drops
   out. A zone with a null ``Borough`` forms the null-borough group.
+
+The SQL is written once, here. It reads the tables ``trips`` and ``zones``, takes parameters as
+``:name``, and spells out what dialects default differently (``NULLS LAST``). The SQL solutions
+run it through :func:`render_sql`: their dialect differs only by a few :class:`Rewrite` rules,
+each with its reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from taskbench.comparisons.data.manifest import read_manifest
 
@@ -77,6 +84,11 @@ class Query:
         """The column called ``name``."""
         return next(c for c in self.columns if c.name == name)
 
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The names of the SQL's ``:name`` parameters (fields of :class:`Parameters`)."""
+        return tuple(dict.fromkeys(_PARAMETER.findall(self.sql)))
+
 
 @dataclass(frozen=True)
 class Parameters:
@@ -85,6 +97,60 @@ class Parameters:
     month: str  # q07's month, "YYYY-MM"
     month_start: dt.datetime = field(repr=False)  # inclusive
     month_end: dt.datetime = field(repr=False)  # exclusive
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One place where a SQL dialect spells the registry's SQL differently, and why.
+
+    ``pattern`` is a regular expression over the registry's SQL; ``replacement`` is what the
+    dialect writes instead (:func:`re.sub` syntax).
+    """
+
+    pattern: str
+    replacement: str
+    reason: str
+
+
+_TABLE = re.compile(r"\b(FROM|JOIN)\s+(trips|zones)\b")
+_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def render_sql(
+    query: Query,
+    rewrites: Sequence[Rewrite],
+    *,
+    tables: Mapping[str, str | None],
+    parameter: Callable[[str], str],
+) -> str:
+    """The query's SQL in one dialect: its rewrites applied, the tables ``trips`` and ``zones``
+    named ``tables[…]``, and each ``:name`` parameter spelled ``parameter(name)``."""
+    sql = query.sql
+    for rewrite in rewrites:
+        sql = re.sub(rewrite.pattern, rewrite.replacement, sql)
+
+    def table(match: re.Match[str]) -> str:
+        name = tables.get(match.group(2))
+        if name is None:
+            raise LookupError(f"the dataset has no {match.group(2)} table (import it with --zones)")
+        return f"{match.group(1)} {name}"
+
+    sql = _TABLE.sub(table, sql)
+    return _PARAMETER.sub(lambda match: parameter(match.group(1)), sql)
+
+
+def query_functions(run: Callable[[Any, Query], Any]) -> tuple[Callable[[Any], Any], ...]:
+    """``q01`` … ``q12`` for a solution that answers every query one way: ``run(handle, query)``."""
+
+    def function(query_id: str) -> Callable[[Any], Any]:
+        def answer(handle: Any) -> Any:
+            return run(handle, QUERIES[query_id])
+
+        answer.__name__ = answer.__qualname__ = query_id
+        answer.__doc__ = QUERIES[query_id].title
+        return answer
+
+    return tuple(function(query_id) for query_id in QUERY_IDS)
 
 
 def _int(name: str, nullable: bool = False) -> Column:
@@ -135,7 +201,7 @@ QUERIES: dict[str, Query] = {
             "SELECT passenger_count, year(tpep_pickup_datetime) AS year,\n"
             "       CAST(trip_distance AS INT) AS distance, count(*) AS count\n"
             "FROM trips GROUP BY 1, 2, 3\n"
-            "ORDER BY year, count DESC, passenger_count, distance",
+            "ORDER BY year, count DESC, passenger_count NULLS LAST, distance NULLS LAST",
             (
                 "Litwintschik's query 4.",
                 "CAST truncates toward zero: 2.7 -> 2, -1.5 -> -1 (DuckDB's cast rounds).",
@@ -263,10 +329,10 @@ QUERIES: dict[str, Query] = {
             "full shuffle: average gap between pickups per zone",
             "SELECT PULocationID, avg(gap_s) AS avg_gap_s FROM (\n"
             "  SELECT PULocationID,\n"
-            "         seconds(tpep_pickup_datetime - lag(tpep_pickup_datetime) OVER (\n"
-            "           PARTITION BY PULocationID\n"
-            "           ORDER BY tpep_pickup_datetime, trip_id)) AS gap_s\n"
-            "  FROM trips)\n"
+            "         date_diff('microsecond', lag(tpep_pickup_datetime) OVER w,\n"
+            "                   tpep_pickup_datetime) / 1e6 AS gap_s\n"
+            "  FROM trips\n"
+            "  WINDOW w AS (PARTITION BY PULocationID ORDER BY tpep_pickup_datetime, trip_id))\n"
             "GROUP BY PULocationID",
             (
                 "Within each PULocationID, ordered by (pickup, trip_id): "

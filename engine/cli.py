@@ -1,4 +1,8 @@
-"""The ``taskbench`` command line: one entry point for every layer."""
+"""``taskbench engine scheduler|worker``: the engine's processes, one host or many.
+
+The root ``taskbench`` command (``taskbench.cli``) wires this in; `LocalCluster` runs it as
+``python -m taskbench.engine.cli engine …``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskbench.engine.options import EngineOptions
 
 
 def _serve_until_stopped(start, parent_pid: int | None = None) -> None:
@@ -42,6 +50,22 @@ async def _parent_gone(parent_pid: int) -> None:
         await asyncio.sleep(0.5)
 
 
+def options_from_args(args: argparse.Namespace) -> EngineOptions:
+    """The `EngineOptions` that ``engine scheduler``'s flags name."""
+    from taskbench.engine.options import EngineOptions
+
+    return EngineOptions(
+        placement=args.placement,
+        stealing=not args.no_stealing,
+        balance_interval=args.balance_interval,
+        seed=args.seed,
+        validate=args.validate,
+        no_worker_timeout=args.no_worker_timeout,
+        bandwidth=args.bandwidth,
+        default_duration=args.default_duration,
+    )
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from taskbench.engine import comm
     from taskbench.engine.scheduler import Scheduler
@@ -59,15 +83,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         print(f"shared secret written to {path}; give workers TASKBENCH_TOKEN_FILE={path}")
 
     async def start():
-        s = Scheduler(
-            token=token,
-            validate=args.validate,
-            no_worker_timeout=args.no_worker_timeout,
-            placement=args.placement,
-            stealing=not args.no_stealing,
-            balance_interval=args.balance_interval,
-            seed=args.seed,
-        )
+        s = Scheduler(token=token, options=options_from_args(args))
         address = await s.start(f"tcp://{args.host}:{args.port}")
         if args.address_file:
             tmp = Path(args.address_file + ".tmp")
@@ -94,8 +110,14 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from taskbench.engine import comm
-    from taskbench.engine.worker import Worker
+    try:  # the import reads TASKBENCH_SIZEOF and refuses a value that names no mode
+        from taskbench.engine import comm, sizeof
+        from taskbench.engine.worker import Worker
+    except ValueError as e:
+        print(f"taskbench engine worker: {e}", file=sys.stderr)
+        return 2
+    if args.sizeof:
+        sizeof.set_mode(args.sizeof)
 
     async def start():
         w = Worker(
@@ -121,29 +143,38 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> None:
+    """Register ``engine scheduler|worker`` under ``subparsers``; flag defaults: `EngineOptions`."""
+    from taskbench.engine.options import DEFAULTS, SIZEOF_ENV, SIZEOF_MODES
     from taskbench.engine.policies import PLACEMENTS
 
-    parser = argparse.ArgumentParser(prog="taskbench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    engine = sub.add_parser("engine", help="run engine processes (multi-host)")
+    engine = subparsers.add_parser("engine", help="run engine processes (multi-host)")
     esub = engine.add_subparsers(dest="role", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
     common.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     common.add_argument("--log-level", default="INFO")
 
+    d = DEFAULTS
     sch = esub.add_parser("scheduler", parents=[common], help="start a scheduler")
     sch.add_argument("--port", type=int, default=8786)
     sch.add_argument("--token-file", help="where to write a new token when none is set")
     sch.add_argument("--address-file", help="write the bound address here once listening")
     sch.add_argument("--validate", action="store_true", help="check invariants after each event")
-    sch.add_argument("--no-worker-timeout", type=float, default=30.0)
-    sch.add_argument("--placement", default="locality", choices=sorted(PLACEMENTS))
+    sch.add_argument("--no-worker-timeout", type=float, default=d.no_worker_timeout)
+    sch.add_argument("--placement", default=d.placement, choices=sorted(PLACEMENTS))
     sch.add_argument("--no-stealing", action="store_true", help="turn work stealing off")
-    sch.add_argument("--balance-interval", type=float, default=0.1, help="seconds between ticks")
-    sch.add_argument("--seed", type=int, default=0, help="seed of the random placement")
+    sch.add_argument(
+        "--balance-interval", type=float, default=d.balance_interval, help="seconds between ticks"
+    )
+    sch.add_argument("--seed", type=int, default=d.seed, help="seed of the random placement")
+    sch.add_argument(
+        "--bandwidth", type=float, default=d.bandwidth, help="bytes/s assumed for a transfer"
+    )
+    sch.add_argument(
+        "--default-duration", type=float, default=d.default_duration,
+        help="seconds assumed for a task prefix never seen",
+    )  # fmt: skip
     sch.set_defaults(func=cmd_scheduler)
 
     wk = esub.add_parser("worker", parents=[common], help="start a worker")
@@ -154,43 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--reconnect-timeout", type=float, default=0.0,
         help="seconds to keep trying when the scheduler goes away (default: exit at once)",
     )  # fmt: skip
+    wk.add_argument(
+        "--sizeof", choices=SIZEOF_MODES, default=None,
+        help=f"result-size estimate (default: {SIZEOF_ENV}, else {d.sizeof})",
+    )  # fmt: skip
     wk.set_defaults(func=cmd_worker)
 
-    from taskbench.engine import bench
 
-    bench.add_parser(sub)
-
-    stream = sub.add_parser("stream", help="task streams of recorded runs")
-    ssub = stream.add_subparsers(dest="action", required=True)
-    plot = ssub.add_parser("plot", help="task-stream picture (PNG) of a recorded run")
-    plot.add_argument("runs", nargs="+", help="JSONL stream files; several draw side by side")
-    plot.add_argument("-o", "--output", required=True)
-    plot.add_argument("--title")
-    plot.set_defaults(func=cmd_stream_plot)
-
-    from taskbench.comparisons import cli as comparisons_cli
-    from taskbench.comparisons.data import cli as data_cli
-
-    data_cli.add_parser(sub)
-    comparisons_cli.add_parser(sub)
+def build_parser() -> argparse.ArgumentParser:
+    """``taskbench engine …`` alone, as `LocalCluster` runs it (``python -m``)."""
+    parser = argparse.ArgumentParser(prog="taskbench", description=__doc__)
+    add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
-
-
-def cmd_stream_plot(args: argparse.Namespace) -> int:
-    from taskbench.engine.plot import plot_task_stream
-    from taskbench.engine.stream import TaskStream
-
-    streams = []
-    for path in args.runs:
-        if not Path(path).exists():
-            print(f"taskbench: no such stream file: {path}", file=sys.stderr)
-            return 2
-        streams.append(TaskStream.from_jsonl(path))
-    titles = [s.meta.get("title") or Path(p).stem for s, p in zip(streams, args.runs, strict=True)]
-    plot_task_stream(streams if len(streams) > 1 else streams[0], args.output, title=args.title,
-                     titles=titles if len(streams) > 1 else None)  # fmt: skip
-    print(f"wrote {args.output}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,10 +22,11 @@ from typing import Any
 
 from taskbench.engine import comm as _comm
 from taskbench.engine.graph import (
+    Graph,
     GraphError,
-    key_prefix,
-    normalize_graph,
-    order,
+    encode_graph,
+    normalize,
+    order_graph,
     pack_results,
 )
 from taskbench.engine.stream import TaskStream
@@ -248,34 +249,21 @@ class Client:
     def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
         """Compute ``keys`` of ``dsk`` (a dict graph or a dask expression) and return them."""
         timeout = kwargs.get("timeout")
-        tasks, out_keys = normalize_graph(dsk, keys, known_keys=self._keys)
-        return sync(self._get(tasks, out_keys, keys), timeout)
+        graph, out_keys = normalize(dsk, keys, known_keys=self._keys)
+        return sync(self._get(graph, out_keys, keys), timeout)
 
-    async def _get(self, tasks: dict, out_keys: list, keys: Any) -> Any:
+    async def _get(self, graph: Graph, out_keys: list, keys: Any) -> Any:
         wanted = list(dict.fromkeys(out_keys))
         self._acquire(wanted)
         try:
-            await self._submit(tasks, wanted)
+            await self._submit(graph, wanted)
             values = await self._gather(wanted)
         finally:
             self._release(wanted)
         return pack_results(keys, values)
 
-    async def _submit(self, tasks: dict, wanted: list) -> None:
-        if tasks:
-            keys = list(tasks)
-            deps = [tasks[k].dependencies for k in keys]
-            payload = (
-                keys,
-                deps,
-                [tasks[k].run for k in keys],
-                [tasks[k].kind for k in keys],
-                [key_prefix(k) for k in keys],
-                order(dict(zip(keys, deps, strict=True))),
-            )
-            frames = _comm.dumps_code(payload)
-        else:
-            frames = _comm.dumps_code(([], [], [], [], [], {}))
+    async def _submit(self, graph: Graph, wanted: list) -> None:
+        frames = _comm.dumps_code(encode_graph(graph, order_graph(graph)))
         self._comm.send({"op": "update-graph", "keys": wanted}, frames)
 
     async def _wait(self, keys: list) -> None:
@@ -384,9 +372,9 @@ class Client:
             task = (_apply_kwargs, func, list(args), [list(kv) for kv in kwargs.items()])
         else:
             task = (func, *args)
-        tasks, _ = normalize_graph({key: task}, [key], known_keys=self._keys)
+        graph, _ = normalize({key: task}, [key], known_keys=self._keys)
         fut = Future(key, self)
-        sync(self._submit(tasks, [key]), self.timeout)
+        sync(self._submit(graph, [key]), self.timeout)
         return fut
 
     def map(self, func: Callable, *iterables: Iterable, **kwargs: Any) -> list[Future]:
@@ -403,17 +391,17 @@ class Client:
                 else (func, *args)
             )
             keys.append(key)
-        tasks, _ = normalize_graph(dsk, keys, known_keys=self._keys)
+        graph, _ = normalize(dsk, keys, known_keys=self._keys)
         futures = [Future(k, self) for k in keys]
-        sync(self._submit(tasks, keys), self.timeout)
+        sync(self._submit(graph, keys), self.timeout)
         return futures
 
     def persist(self, dsk: Any, keys: Any) -> list[Future]:
         """Start computing ``keys`` of ``dsk`` and keep them on the workers while futures live."""
-        tasks, out_keys = normalize_graph(dsk, keys, known_keys=self._keys)
+        graph, out_keys = normalize(dsk, keys, known_keys=self._keys)
         out_keys = list(dict.fromkeys(out_keys))
         futures = [Future(k, self) for k in out_keys]
-        sync(self._submit(tasks, out_keys), self.timeout)
+        sync(self._submit(graph, out_keys), self.timeout)
         return futures
 
     def wait(self, futures: Iterable[Future], timeout: float | None = None) -> None:

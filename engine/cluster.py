@@ -22,10 +22,12 @@ from typing import Any
 
 from taskbench.engine import comm as _comm
 from taskbench.engine.client import Client, sync
+from taskbench.engine.options import DEFAULTS, SIZEOF_ENV, EngineOptions
 from taskbench.engine.scheduler import Scheduler
 from taskbench.engine.worker import Worker
 
 STARTUP_TIMEOUT = 60.0
+IN_PROCESS_DEFAULTS = DEFAULTS.replace(validate=True)
 
 
 class LocalCluster:
@@ -36,37 +38,31 @@ class LocalCluster:
         n_workers: int = 2,
         threads_per_worker: int = 1,
         *,
-        validate: bool = False,
-        no_worker_timeout: float = 30.0,
-        placement: str = "locality",
-        stealing: bool = True,
-        balance_interval: float = 0.1,
-        seed: int = 0,
+        options: EngineOptions = DEFAULTS,
         env: dict[str, str] | None = None,
         worker_env: list[dict[str, str]] | None = None,
         log_level: str = "WARNING",
+        **changes: Any,
     ) -> None:
-        """``worker_env[i]`` adds environment variables for worker ``i`` only."""
+        """``changes`` amend ``options`` by name (``placement="random"``, ``sizeof="deep"``).
+
+        ``worker_env[i]`` adds environment variables for worker ``i`` only. Workers run in
+        ``options.sizeof`` mode unless their environment sets ``TASKBENCH_SIZEOF``.
+        """
+        self.options = options.replace(**changes)
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self.worker_env = worker_env or []
         self.token = _comm.new_token()
         self.address = ""
         self._tmp = tempfile.TemporaryDirectory(prefix="taskbench-cluster-")
+        self._explicit_env = dict(env or {})
         self._env = {
             **os.environ,
-            **(env or {}),
+            **self._explicit_env,
             _comm.TOKEN_ENV: self.token,
             "PYTHONUNBUFFERED": "1",
         }
-        self._scheduler_args = [
-            "--no-worker-timeout", str(no_worker_timeout), "--placement", placement,
-            "--balance-interval", str(balance_interval), "--seed", str(seed),
-        ]  # fmt: skip
-        if not stealing:
-            self._scheduler_args.append("--no-stealing")
-        if validate:
-            self._scheduler_args.append("--validate")
         self._log_level = log_level
         self.scheduler_process: subprocess.Popen | None = None
         self.worker_processes: list[subprocess.Popen] = []
@@ -90,7 +86,7 @@ class LocalCluster:
         try:
             self.scheduler_process = self._spawn(
                 "scheduler", "--port", "0", "--address-file", str(address_file),
-                *self._scheduler_args,
+                *self.options.scheduler_args(),
             )  # fmt: skip
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while not address_file.exists() or not address_file.read_text().strip():
@@ -116,7 +112,10 @@ class LocalCluster:
         i = len(self.worker_processes)
         extra = env if env is not None else (self.worker_env[i] if i < len(self.worker_env) else {})
         threads = str(nthreads or self.threads_per_worker)
-        p = self._spawn("worker", self.address, "--nthreads", threads, env=extra)
+        # a TASKBENCH_SIZEOF given for the workers wins over the options (the worker checks it)
+        given = {**self._explicit_env, **extra}
+        sizeof = [] if SIZEOF_ENV in given else self.options.worker_args()
+        p = self._spawn("worker", self.address, "--nthreads", threads, *sizeof, env=extra)
         self.worker_processes.append(p)
         return p
 
@@ -178,28 +177,24 @@ class InProcessCluster:
         n_workers: int = 2,
         threads_per_worker: int = 1,
         *,
-        validate: bool = True,
-        no_worker_timeout: float = 30.0,
-        **scheduler_options: Any,
+        options: EngineOptions = IN_PROCESS_DEFAULTS,
+        **changes: Any,
     ) -> None:
-        """``scheduler_options``: ``placement``, ``stealing``, ``balance_interval``, ``seed``."""
+        """``changes`` amend ``options`` by name; ``validate`` is on by default here (tests).
+
+        Workers share this process, so ``options.sizeof`` is not applied: the process's
+        `engine.sizeof` mode holds.
+        """
+        self.options = options.replace(**changes)
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
-        self.validate = validate
-        self.no_worker_timeout = no_worker_timeout
-        self.scheduler_options = scheduler_options
         self.token = _comm.new_token()
         self.address = ""
         self.scheduler: Scheduler | None = None
         self.workers: list[Worker] = []
 
     async def _start(self) -> None:
-        self.scheduler = Scheduler(
-            token=self.token,
-            validate=self.validate,
-            no_worker_timeout=self.no_worker_timeout,
-            **self.scheduler_options,
-        )
+        self.scheduler = Scheduler(token=self.token, options=self.options)
         self.address = await self.scheduler.start("inproc://")
         for _ in range(self.n_workers):
             await self._add_worker()

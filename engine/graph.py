@@ -12,11 +12,16 @@ never disagree. This module never imports dask: nodes are recognised only when
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import re
 import sys
+from array import array
 from collections.abc import Collection, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, chain, compress, islice, repeat
+from operator import eq, ge, is_, itemgetter, not_, or_
 from typing import Any, TypeAlias
 
 
@@ -35,6 +40,35 @@ _MAX_NAMED = 10  # keys named in one error message
 
 
 @dataclass(slots=True)
+class Graph:
+    """A normalized graph as parallel lists, in the mapping's insertion order.
+
+    ``runs[i]``/``kinds[i]`` are what `TaskSpec` holds; ``kinds`` is None when every task is
+    plain. ``pos`` (key -> index) and ``dep_pos`` (each dependency's index, -1 for a key outside
+    the graph, in ``chain(*deps)`` order) are set when the graph has dependencies.
+    """
+
+    keys: list
+    deps: list
+    runs: list
+    kinds: list | None
+    pos: dict | None = None
+    dep_pos: list | None = None
+    # hints from the column-wise path (None: unknown), for `order_graph` and `encode_graph`
+    key_cols: list | None = None  # keys are tuples of one length: their columns
+    run_cols: tuple | None = None  # every task (f, *args) plain: (f or the heads, arg columns)
+    edges: bool | None = None  # False: no task has dependencies
+    prev: bytes | None = None  # per task 1 if it depends on the task before it alone, else 0
+
+    def specs(self) -> dict[Key, TaskSpec]:
+        kinds = self.kinds if self.kinds is not None else repeat(KIND_PLAIN)
+        return {
+            k: TaskSpec(k, d, r, kd)
+            for k, d, r, kd in zip(self.keys, self.deps, self.runs, kinds, strict=False)
+        }
+
+
+@dataclass(slots=True)
 class TaskSpec:
     """One task of a normalized graph; `run` is what `execute` takes on the worker."""
 
@@ -42,6 +76,19 @@ class TaskSpec:
     dependencies: tuple[Key, ...]
     run: object
     kind: int
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic collector while building a million acyclic tuples: its young-generation
+    passes, triggered by every 700 allocations, otherwise cost about as much as the building."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _identity(x: object) -> object:
@@ -236,9 +283,275 @@ def normalize_graph(
     a cycle. The whole graph is kept; culling is the caller's business.
     """
     dsk = _as_dict(dsk)
-    known: Collection[Key] = known_keys
+    known = _as_known(known_keys)
+    with _no_gc():
+        g = _fast_normalize(dsk, known)
+        if g is not None:
+            out = _output_keys(dsk, known, keys)
+            _check_cycle(g)
+            return g.specs(), out
+        tasks, forward = _normalize_slow(dsk, known)
+    out = _output_keys(dsk, known, keys)
+    if forward:
+        cycle = _find_cycle({k: t.dependencies for k, t in tasks.items()})
+        if cycle is not None:
+            raise GraphError(_describe_cycle(cycle))
+    return tasks, out
+
+
+def normalize(dsk: Any, keys: Any, known_keys: Collection[Key] = ()) -> tuple[Graph, list[Key]]:
+    """`normalize_graph` as a `Graph` of parallel lists (no per-task objects): what a client
+    sends. Same validation, same errors, same dependencies, runs and kinds."""
+    dsk = _as_dict(dsk)
+    known = _as_known(known_keys)
+    with _no_gc():
+        return _normalize(dsk, keys, known)
+
+
+def _normalize(dsk: dict, keys: Any, known: Collection) -> tuple[Graph, list[Key]]:
+    g = _fast_normalize(dsk, known)
+    if g is None:
+        tasks, _ = _normalize_slow(dsk, known)
+        specs = tasks.values()
+        g = Graph(
+            list(tasks),
+            [t.dependencies for t in specs],
+            [t.run for t in specs],
+            [t.kind for t in specs],
+        )
+        if g.kinds.count(KIND_PLAIN) == len(g.kinds):
+            g.kinds = None
+    out = _output_keys(dsk, known, keys)
+    _check_cycle(g)
+    return g, out
+
+
+def _as_known(known: Collection[Key]) -> Collection[Key]:
     if known and not isinstance(known, set | frozenset | dict | KeysView):
         known = set(known)
+    return known
+
+
+def _output_keys(dsk: dict, known: Collection, keys: Any) -> list[Key]:
+    out = flatten_keys(keys)
+    try:
+        if all(map(dsk.__contains__, out)):  # the usual case, without the per-key loop
+            return out
+    except TypeError:
+        pass
+    missing = []
+    for key in out:
+        try:
+            if key in dsk or (known and key in known):
+                continue
+        except TypeError:
+            validate_key(key)
+        missing.append(key)
+    if missing:
+        raise GraphError(f"output keys not in the graph: {_shorten(missing)}")
+    return out
+
+
+def _dep_positions(g: Graph) -> None:
+    """Fill ``g.pos`` and ``g.dep_pos`` (once); both stay None for a graph without edges."""
+    if g.dep_pos is not None or not any(g.deps):
+        return
+    g.pos = pos = dict(zip(g.keys, range(len(g.keys)), strict=False))
+    g.dep_pos = list(map(pos.get, chain.from_iterable(g.deps), repeat(-1)))
+
+
+def _check_cycle(g: Graph) -> None:
+    """Raise GraphError on a cycle; only searched when some task references a later one."""
+    if g.edges is False or g.prev is not None:
+        return  # no references, or each to the task before
+    _dep_positions(g)
+    if g.dep_pos is None:
+        return
+    owners = chain.from_iterable(map(repeat, range(len(g.keys)), map(len, g.deps)))
+    if any(map(ge, g.dep_pos, owners)):  # a reference to itself or to a later task
+        cycle = _find_cycle(dict(zip(g.keys, g.deps, strict=False)))
+        if cycle is not None:
+            raise GraphError(_describe_cycle(cycle))
+
+
+_ATOMS_OR_TUPLE = _ATOMS | {tuple}
+
+
+def _fast_normalize(dsk: dict, known: Collection) -> Graph | None:
+    """The column-wise path for graphs whose keys are flat and whose plain tasks hold only keys
+    and literals at the top level (``(f, i)``, ``(f, ('x', i), 2)``, ...): the checks run per
+    argument position over all tasks at once. None when anything needs the per-task scan
+    (nested tasks, lists, unknown references, invalid keys, non-callable heads); that path then
+    decides, and raises, exactly as before."""
+    keys = list(dsk)
+    n = len(keys)
+    if n == 0:
+        return None
+    ktypes = set(map(type, keys))
+    key_cols = None
+    if ktypes == {tuple}:
+        lengths = set(map(len, keys))
+        if len(lengths) == 1:
+            key_cols = [list(map(itemgetter(j), keys)) for j in range(lengths.pop())]
+            for col in key_cols:
+                if not set(map(type, col)) <= _ATOMS:
+                    return None  # nested tuple keys (valid) or invalid parts: the per-key check
+        elif not set(map(type, chain.from_iterable(keys))) <= _ATOMS:
+            return None
+    elif not ktypes <= _ATOMS_OR_TUPLE:
+        return None
+    elif tuple in ktypes:
+        tkeys = [k for k in keys if type(k) is tuple]
+        if not set(map(type, chain.from_iterable(tkeys))) <= _ATOMS:
+            return None
+    # the argument types that can equal a key (1 == 1.0; never a str and a tuple)
+    matching = set()
+    for t in ktypes:
+        matching |= _MATCHING[t]
+    vals = list(dsk.values())
+    g = Graph(keys, [], vals, None, key_cols=key_cols)
+    if set(map(type, vals)) == {tuple}:
+        lengths = set(map(len, vals))
+        if len(lengths) == 1:
+            return g if _fast_deps(g, None, lengths.pop(), dsk, known, matching) else None
+        groups = _by_length(range(n), list(map(len, vals)))
+        g.deps = [()] * n
+    else:
+        vtypes = list(map(type, vals))
+        rows = [i for i, t in enumerate(vtypes) if t is tuple]
+        groups = _by_length(rows, [len(vals[i]) for i in rows])
+        ts = sys.modules.get(_TASK_SPEC)
+        node_type = ts.GraphNode if ts is not None else None
+        scanner = _Scanner(dsk, known, dsk)
+        g.deps = deps = [()] * n
+        g.kinds = kinds = [KIND_PLAIN] * n
+        g.runs = vals = list(vals)
+        for i, t in enumerate(vtypes):
+            if t is tuple:
+                continue
+            k, v = keys[i], vals[i]
+            try:
+                if node_type is not None and isinstance(v, node_type):
+                    spec = _node_spec(k, v, dsk, known, scanner, ts)
+                else:
+                    spec = _value_spec(k, v, dsk, known, scanner, ts)
+            except GraphError:
+                return None  # an earlier task may fail first: the per-task path raises
+            deps[i], vals[i], kinds[i] = spec.dependencies, spec.run, spec.kind
+        if kinds.count(KIND_PLAIN) == n:
+            g.kinds = None
+    g.prev = None
+    for length, rows in groups.items():
+        if length == 0 or not _fast_deps(g, rows, length, dsk, known, matching):
+            return None  # () as a value, or something for the per-task path
+    return g
+
+
+_MATCHING = {
+    int: {int, float},
+    float: {int, float},
+    str: {str},
+    bytes: {bytes},
+    tuple: {tuple},
+}
+
+
+def _by_length(rows: Sequence[int], lengths: list[int]) -> dict[int, list[int]]:
+    """Rows grouped by their task's length."""
+    groups: dict[int, list[int]] = {}
+    for i, ln in zip(rows, lengths, strict=True):
+        g = groups.get(ln)
+        if g is None:
+            groups[ln] = [i]
+        else:
+            g.append(i)
+    return groups
+
+
+def _fast_deps(
+    g: Graph, rows: list[int] | None, length: int, dsk: dict, known: Collection, matching: set
+) -> bool:
+    """Fill the dependencies of the plain tasks at `rows` (all rows if None), tuples of one
+    `length`; False when the per-task path must decide (see `_fast_normalize`).
+
+    For all rows, also record ``g.run_cols`` (the heads, then each argument's column), and
+    ``g.prev`` when every task depends on nothing or on the task just before it."""
+    vals = g.runs if rows is None else [g.runs[i] for i in rows]
+    heads = list(map(itemgetter(0), vals))
+    h0 = heads[0]
+    if all(map(is_, heads, repeat(h0))):
+        if not callable(h0):
+            return False
+        heads = h0  # one callable for every task
+    elif not all(map(callable, heads)):
+        return False
+    contains = dsk.__contains__
+    cols = []
+    found: list[tuple[list, list]] = []  # (column, is-a-reference) for columns with references
+    for j in range(1, length):
+        col = list(map(itemgetter(j), vals))
+        cols.append(col)
+        types = set(map(type, col))
+        if types <= _ATOMS_OR_TUPLE:
+            if types & matching:
+                try:
+                    hit = list(map(contains, col))
+                except TypeError:  # a tuple holding something unhashable: a container
+                    return False
+                if known:
+                    hit = list(map(or_, hit, map(known.__contains__, col)))
+            elif known:
+                try:
+                    hit = list(map(known.__contains__, col))
+                except TypeError:
+                    return False
+            else:
+                hit = None  # no argument here can equal a key
+            if tuple in types and any(
+                type(a) is tuple and a
+                for a, h in zip(col, hit or repeat(False, len(col)), strict=True)
+                if not h
+            ):
+                return False  # a nested task, a container or a missing key: the scan decides
+            if hit is not None and any(hit):
+                found.append((col, hit))
+        elif tuple in types or list in types:
+            return False
+        elif types & _ATOMS:
+            atoms = [a for a in col if type(a) in _ATOMS]
+            if any(map(contains, atoms)) or (known and any(map(known.__contains__, atoms))):
+                return False
+    if not found:
+        deps = [()] * len(vals)
+    elif len(found) == 1:
+        col, hit = found[0]
+        deps = [(a,) if h else () for a, h in zip(col, hit, strict=True)]
+    else:
+        deps = []
+        arg_rows = zip(*[c for c, _ in found], strict=True)
+        row_hits = zip(*[h for _, h in found], strict=True)
+        for row, hits in zip(arg_rows, row_hits, strict=True):
+            ds = [a for a, h in zip(row, hits, strict=True) if h]
+            deps.append(tuple(dict.fromkeys(ds)) if len(ds) > 1 else tuple(ds))
+    if rows is not None:
+        for i, d in zip(rows, deps, strict=True):
+            g.deps[i] = d
+        return True
+    g.deps = deps
+    g.run_cols = (heads, cols)
+    if not found:
+        g.edges = False
+    elif len(found) == 1 and not known:
+        # every reference the key just before? (a chain, or runs of chains)
+        col, hit = found[0]
+        keys = g.keys
+        if not hit[0] and all(map(eq, compress(col[1:], hit[1:]), compress(keys, hit[1:]))):
+            g.prev = bytes(hit)
+    return True
+
+
+def _normalize_slow(dsk: dict, known: Collection) -> tuple[dict[Key, TaskSpec], bool]:
+    """The per-task scan: TaskSpecs, and whether some task references a later one."""
     ts = sys.modules.get(_TASK_SPEC)
     node_type = ts.GraphNode if ts is not None else None
     tasks: dict[Key, TaskSpec] = {}
@@ -289,23 +602,7 @@ def normalize_graph(
         else:
             tasks[k] = _value_spec(k, v, dsk, known, scanner, ts)
 
-    forward = forward or scanner.forward
-    out = flatten_keys(keys)
-    missing = []
-    for key in out:
-        try:
-            if key in dsk or (known and key in known):
-                continue
-        except TypeError:
-            validate_key(key)
-        missing.append(key)
-    if missing:
-        raise GraphError(f"output keys not in the graph: {_shorten(missing)}")
-    if forward:
-        cycle = _find_cycle(tasks)
-        if cycle is not None:
-            raise GraphError(_describe_cycle(cycle))
-    return tasks, out
+    return tasks, forward or scanner.forward
 
 
 def _node_spec(k: Key, v: Any, dsk: dict, known: Collection, scanner: _Scanner, ts: Any):
@@ -365,15 +662,17 @@ def _value_spec(k: Key, v: Any, dsk: dict, known: Collection, scanner: _Scanner,
     return TaskSpec(k, (), v, KIND_DATA)
 
 
-def _find_cycle(tasks: Mapping[Key, TaskSpec]) -> list[Key] | None:
-    """A cycle as [a, b, ..., a] (each depends on the next), or None; iterative DFS."""
+def _find_cycle(tasks: Mapping[Key, Sequence[Key]]) -> list[Key] | None:
+    """A cycle as [a, b, ..., a] (each depends on the next), or None; iterative DFS.
+
+    `tasks` maps each key to its dependencies."""
     state: dict[Key, int] = {}  # 1: on the current path, 2: done
     for root in tasks:
         if root in state:
             continue
         state[root] = 1
         path = [root]
-        iters = [iter(tasks[root].dependencies)]
+        iters = [iter(tasks[root])]
         while iters:
             for d in iters[-1]:
                 if d not in tasks:
@@ -382,7 +681,7 @@ def _find_cycle(tasks: Mapping[Key, TaskSpec]) -> list[Key] | None:
                 if s is None:
                     state[d] = 1
                     path.append(d)
-                    iters.append(iter(tasks[d].dependencies))
+                    iters.append(iter(tasks[d]))
                     break
                 if s == 1:
                     return [*path[path.index(d) :], d]
@@ -476,3 +775,224 @@ def order(dependencies: Mapping[Key, Sequence[Key]]) -> dict[Key, int]:
                     prio[done] = n
                     n += 1
     return prio
+
+
+def order_graph(g: Graph) -> list[int] | None:
+    """`order` of a `Graph`, as a priority per task in ``g.keys`` order; None when it is the
+    insertion order (no dependencies, or each task depends on the one before only)."""
+    if g.edges is False or g.prev is not None or not any(g.deps):
+        return None
+    _dep_positions(g)
+    n = len(g.keys)
+    dp = g.dep_pos
+    offs = [0, *accumulate(map(len, g.deps))]
+    has_dependents = bytearray(n)
+    for d in dp:
+        if d >= 0:
+            has_dependents[d] = 1
+    prio = [-1] * n
+    on_path = bytearray(n)
+    c = 0
+    roots = compress(range(n), map(not_, has_dependents))
+    for root in chain(roots, range(n)):  # then the keys left over: only on a cycle
+        if prio[root] >= 0:
+            continue
+        on_path[root] = 1
+        path = [root]
+        iters = [iter(dp[offs[root] : offs[root + 1]])]
+        while iters:
+            for d in iters[-1]:
+                if d < 0 or prio[d] >= 0 or on_path[d]:
+                    continue
+                on_path[d] = 1
+                path.append(d)
+                iters.append(iter(dp[offs[d] : offs[d + 1]]))
+                break
+            else:
+                done = path.pop()
+                iters.pop()
+                on_path[done] = 0
+                prio[done] = c
+                c += 1
+    return prio
+
+
+# --------------------------------------------------------------------------- the wire format
+#
+# A graph travels as ("g1", n, keys, deps, runs, kinds, priorities), each part in the most
+# compact of a few forms, so that the scheduler rebuilds 10^6 tasks with a handful of C-level
+# passes and no per-task unpickling: keys as columns (a range, one constant, a dictionary of
+# names, int64 array), dependencies as "the task before" or as indices into the keys (so they
+# are the very key objects), runs as one callable plus argument columns (an argument column may
+# be a key column or "the dependency", sharing those objects too). Anything else goes as the
+# plain list, pickled.
+
+_WIRE = "g1"
+_IMMUTABLE = _ATOMS | {type(None), bool}
+
+
+def _encode_col(col: list) -> tuple:
+    n = len(col)
+    types = set(map(type, col))
+    if len(types) != 1 or not types <= _IMMUTABLE:
+        return ("list", col)  # a mutable literal must stay one object per task
+    t = types.pop()
+    first = col[0]
+    if col.count(first) == n:
+        return ("const", first)
+    if t is int:
+        if col[-1] - first == n - 1 and col == list(range(first, first + n)):
+            return ("range", first, first + n)
+        try:
+            return ("i64", array("q", col))
+        except OverflowError:
+            return ("list", col)
+    if t is str:
+        names = list(dict.fromkeys(col))
+        if len(names) * 4 <= n:
+            index = dict(zip(names, range(len(names)), strict=False))
+            return ("dict", names, array("I", map(index.__getitem__, col)))
+    return ("list", col)
+
+
+def _decode_col(enc: tuple, n: int) -> list:
+    form = enc[0]
+    if form == "list":
+        return enc[1]
+    if form == "const":
+        return [enc[1]] * n
+    if form == "range":
+        return list(range(enc[1], enc[2]))
+    if form == "i64":
+        return enc[1].tolist()
+    if form == "dict":
+        return list(map(enc[1].__getitem__, enc[2]))
+    raise ValueError(f"unknown column form {form!r}")
+
+
+def encode_graph(g: Graph, priorities: list[int] | None) -> tuple:
+    """The wire form of a normalized graph and its `order_graph` priorities (None: insertion
+    order); `decode_graph` turns it into what ``SchedulerState.update_graph`` takes."""
+    n = len(g.keys)
+    keys = g.keys
+    if g.key_cols is not None:
+        key_cols = g.key_cols
+        keys_enc: tuple = ("cols", [_encode_col(c) for c in key_cols])
+    else:
+        key_cols = None
+        keys_enc = ("list", keys)
+    if g.edges is False or not any(g.deps):
+        deps_enc: tuple = ("none",)
+    elif g.prev is not None:
+        deps_enc = ("prev", g.prev)
+    else:
+        _dep_positions(g)
+        if min(g.dep_pos) >= 0:
+            deps_enc = ("idx", array("I", map(len, g.deps)), array("q", g.dep_pos))
+        else:
+            deps_enc = ("list", g.deps)
+    runs_enc: tuple = ("list", g.runs)
+    if g.run_cols is not None and g.kinds is None and n:
+        heads, cols = g.run_cols
+        arg_encs = []
+        for col in cols:
+            arg_encs.append(_encode_arg_col(col, key_cols, g.prev, keys))
+        heads_enc = ("list", heads) if type(heads) is list else ("const", heads)
+        runs_enc = ("cols", heads_enc, arg_encs)
+    kinds_enc = None if g.kinds is None else bytes(g.kinds)
+    prio_enc = None if priorities is None else array("q", priorities)
+    return (_WIRE, n, keys_enc, deps_enc, runs_enc, kinds_enc, prio_enc)
+
+
+def _encode_arg_col(col: list, key_cols: list | None, prev: bytes | None, keys: list) -> tuple:
+    n = len(col)
+    types = set(map(type, col))
+    if key_cols is not None and len(types) == 1:
+        for j, kc in enumerate(key_cols):
+            if col == kc and set(map(type, kc)) == types:
+                return ("key", j)  # the key's own part: decoded as the same objects
+    # the task before's key where the task depends on it, literals elsewhere
+    if (
+        prev is not None
+        and n > 1
+        and all(map(eq, compress(col[1:], prev[1:]), compress(keys, prev[1:])))
+        and all(
+            map(is_, map(type, compress(col[1:], prev[1:])), map(type, compress(keys, prev[1:])))
+        )
+    ):
+        others = {i: col[i] for i in compress(range(n), map(not_, prev))}
+        if len(others) * 4 <= n:
+            return ("prev", others)
+    return _encode_col(col)
+
+
+def decode_graph(payload: tuple) -> tuple[dict[Key, tuple], dict[Key, int]]:
+    """``({key: (dependencies, run, kind, prefix)}, {key: priority})`` from `encode_graph`."""
+    with _no_gc():
+        return _decode_graph(payload)
+
+
+def _decode_graph(payload: tuple) -> tuple[dict[Key, tuple], dict[Key, int]]:
+    tag, n, keys_enc, deps_enc, runs_enc, kinds_enc, prio_enc = payload
+    if tag != _WIRE:
+        raise ValueError(f"unknown graph format {tag!r}")
+    ints0 = None  # a decoded 0..n-1 column, reused for the priorities
+    if keys_enc[0] == "cols":
+        key_cols = [_decode_col(c, n) for c in keys_enc[1]]
+        keys = list(zip(*key_cols, strict=False))
+        for enc, col in zip(keys_enc[1], key_cols, strict=False):
+            if enc[0] == "range" and enc[1] == 0:
+                ints0 = col
+        first = keys_enc[1][0]
+        if first[0] == "const" and type(first[1]) is not tuple:
+            prefixes: Any = repeat(key_prefix(first[1]))
+        elif first[0] == "dict":
+            prefixes = map([key_prefix(nm) for nm in first[1]].__getitem__, first[2])
+        else:
+            prefixes = map(key_prefix, key_cols[0])
+    else:
+        key_cols = None
+        keys = keys_enc[1]
+        prefixes = map(key_prefix, keys)
+    form = deps_enc[0]
+    if form == "none":
+        deps: Any = repeat(())
+    elif form == "prev":
+        deps = [(k,) if m else () for k, m in zip(chain((None,), keys), deps_enc[1], strict=False)]
+    elif form == "idx":
+        counts, dep_pos = deps_enc[1], deps_enc[2]
+        flat = iter(list(map(keys.__getitem__, dep_pos)))
+        if max(counts, default=0) <= 1:
+            deps = [(next(flat),) if c else () for c in counts]
+        else:
+            deps = [tuple(islice(flat, c)) for c in counts]
+    elif form == "list":
+        deps = deps_enc[1]
+    else:
+        raise ValueError(f"unknown dependency form {form!r}")
+    if runs_enc[0] == "cols":
+        _, heads_enc, arg_encs = runs_enc
+        cols = [heads_enc[1] if heads_enc[0] == "list" else repeat(heads_enc[1], n)]
+        for enc in arg_encs:
+            if enc[0] == "key":
+                cols.append(key_cols[enc[1]])  # type: ignore[index]
+            elif enc[0] == "prev":
+                pairs = zip(chain((None,), keys), deps_enc[1], strict=False)
+                col = [k if m else None for k, m in pairs]
+                for i, v in enc[1].items():
+                    col[i] = v
+                cols.append(col)
+            else:
+                cols.append(_decode_col(enc, n))
+        runs: Any = zip(*cols, strict=False)
+    else:
+        runs = runs_enc[1]
+    kinds: Any = repeat(KIND_PLAIN) if kinds_enc is None else list(kinds_enc)
+    tasks = dict(zip(keys, zip(deps, runs, kinds, prefixes, strict=False), strict=False))
+    if len(tasks) != n:
+        raise ValueError(f"the graph holds {len(tasks)} tasks, not {n}")
+    if prio_enc is None:
+        prio = dict(zip(keys, ints0 if ints0 is not None else range(n), strict=False))
+    else:
+        prio = dict(zip(keys, prio_enc, strict=False))
+    return tasks, prio

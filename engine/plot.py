@@ -8,8 +8,10 @@ in turn (so no two legend entries share a colour); prefixes beyond the legend ar
 from __future__ import annotations
 
 import os
+import sys
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -257,3 +259,32 @@ def plot_lag_histogram(streams: dict[str, TaskStream], path: str | os.PathLike[s
     ax.set_ylabel("fraction of lags")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
+
+
+# ---------------------------------------------------------------- command
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``stream plot`` under ``subparsers`` (argparse)."""
+    stream = subparsers.add_parser("stream", help="task streams of recorded runs")
+    ssub = stream.add_subparsers(dest="action", required=True)
+    plot = ssub.add_parser("plot", help="task-stream picture (PNG) of a recorded run")
+    plot.add_argument("runs", nargs="+", help="JSONL stream files; several draw side by side")
+    plot.add_argument("-o", "--output", required=True)
+    plot.add_argument("--title")
+    plot.set_defaults(func=cmd_stream_plot)
+
+
+def cmd_stream_plot(args: Any) -> int:
+    """``taskbench stream plot RUN… -o PNG``: 2 when a stream file is missing."""
+    streams = []
+    for path in args.runs:
+        if not Path(path).exists():
+            print(f"taskbench: no such stream file: {path}", file=sys.stderr)
+            return 2
+        streams.append(TaskStream.from_jsonl(path))
+    titles = [s.meta.get("title") or Path(p).stem for s, p in zip(streams, args.runs, strict=True)]
+    plot_task_stream(streams if len(streams) > 1 else streams[0], args.output, title=args.title,
+                     titles=titles if len(streams) > 1 else None)  # fmt: skip
+    print(f"wrote {args.output}")
+    return 0

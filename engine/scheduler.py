@@ -12,12 +12,15 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from taskbench.engine import comm as _comm
-from taskbench.engine.graph import key_prefix
+from taskbench.engine.graph import decode_graph, key_prefix
+from taskbench.engine.options import DEFAULTS, EngineOptions
 from taskbench.engine.state import Msgs, SchedulerState
 from taskbench.engine.stream import RecordBuffer
+from taskbench.engine.worker_state import WorkerRecord
 
 logger = logging.getLogger("taskbench.engine.scheduler")
 
@@ -29,21 +32,14 @@ class Scheduler:
         self,
         *,
         token: str | None = None,
-        validate: bool = False,
-        no_worker_timeout: float = 30.0,
+        options: EngineOptions = DEFAULTS,
         heartbeat_timeout: float = 60.0,
         stream_length: int = 1_000_000,
-        placement: str = "locality",
-        stealing: bool = True,
-        balance_interval: float = 0.1,
-        seed: int = 0,
     ) -> None:
         self.token = token if token is not None else _comm.get_token()
-        self.state = SchedulerState(
-            validate=validate, placement=placement, stealing=stealing, seed=seed
-        )
-        self.balance_interval = balance_interval
-        self.no_worker_timeout = no_worker_timeout
+        self.state = SchedulerState(options)
+        self.balance_interval = options.balance_interval
+        self.no_worker_timeout = options.no_worker_timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.workers: dict[str, _comm.Comm] = {}
         self.worker_pids: dict[str, int] = {}
@@ -148,9 +144,7 @@ class Scheduler:
                 self.last_seen[address] = time.monotonic()
                 op = msg["op"]
                 if op == "task-finished":
-                    records = msg["records"]
-                    self._record(address, records, "memory")
-                    done = [(r[0], r[5], r[4] - r[3]) for r in records]
+                    done = self._record(address, msg["records"], "memory")
                     self._send(
                         state.tasks_finished(address, done, stimulus_id=self._sid("finished"))
                     )
@@ -212,14 +206,22 @@ class Scheduler:
         self._send(self.state.remove_worker(address, stimulus_id=self._sid("remove-worker")))
         self._workers_changed.set()
 
-    def _record(self, address: str, records: list, status: str) -> None:
+    def _record(self, address: str, records: Sequence[WorkerRecord], status: str) -> list:
+        """Keep the records of tasks that ran; returns (key, nbytes, duration) of each.
+
+        Records come off the wire as plain tuples in ``WorkerRecord``'s field order.
+        """
         tasks = self.state.tasks
-        ran = [r for r in records if r[1] >= 0]  # thread -1: already held, nothing ran
-        prefixes = []
-        for r in ran:
-            ts = tasks.get(r[0])
-            prefixes.append(ts.prefix if ts is not None else key_prefix(r[0]))
+        done, ran, prefixes = [], [], []
+        for r in records:
+            key, thread, _ready, start, stop, nbytes, _sizeof, _transfers = r
+            done.append((key, nbytes, stop - start))
+            if thread >= 0:  # -1: the result was held here, nothing ran
+                ran.append(r)
+                ts = tasks.get(key)
+                prefixes.append(ts.prefix if ts is not None else key_prefix(key))
         self.stream.append(address, status, prefixes, ran)
+        return done
 
     async def _balance_loop(self) -> None:
         """Every ``balance_interval`` seconds, while there is work, a ``balance`` tick."""
@@ -309,6 +311,10 @@ class Scheduler:
     def _update_graph(self, comm: _comm.Comm, client: str, msg: dict, frames: list) -> None:
         try:
             payload = _comm.loads(frames)
+            if type(frames) is list:
+                frames.clear()  # the buffers are not needed once unpickled
+            tasks, order = decode_graph(payload)
+            del payload
         except Exception as e:
             comm.send(
                 {
@@ -319,11 +325,6 @@ class Scheduler:
                 }
             )
             return
-        keys, deps, runs, kinds, prefixes, order = payload
-        tasks = {
-            k: (d, r, kd, p)
-            for k, d, r, kd, p in zip(keys, deps, runs, kinds, prefixes, strict=True)
-        }
         try:
             msgs = self.state.update_graph(
                 client, tasks, msg["keys"], order, stimulus_id=self._sid("update-graph")

@@ -2,11 +2,11 @@
 
 The real ``SchedulerState`` and policies run against virtual workers on a virtual clock:
 a heap of timed events, ordered by (time, sequence), so a seed gives identical records.
-Virtual workers follow the real worker's rules — a ready heap by priority, dependents of
-local tasks unblocked in place, inputs fetched from the peer that holds them over a
-per-worker inbound link (latency + bytes / bandwidth, one transfer at a time), steal
-requests refused once a task has started — and emit the same task records, so every
-metric and picture works on simulated runs too.
+Each virtual worker drives the real worker's rules (``engine.worker_state.WorkerTasks``:
+the ready heap, local unblocking, fetches, the steal rule, the records) and adds what the
+shell adds: threads, and a per-worker inbound link (latency + bytes / bandwidth, one
+transfer at a time). Workers and scheduler exchange the real messages, so every metric
+and picture works on simulated runs too.
 
 Costs modelled: message latency each way, a fixed per-task overhead on the worker,
 nominal task durations × the worker's slowdown, and transfers. Scheduler CPU is not
@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskbench.engine.graph import KIND_PLAIN, key_prefix, key_str, order
+from taskbench.engine.graph import KIND_PLAIN, key_prefix, order
+from taskbench.engine.options import DEFAULTS, EngineOptions
 from taskbench.engine.state import SchedulerState
-from taskbench.engine.stream import TaskRecord, TaskStream, Transfer
+from taskbench.engine.stream import TaskRecord, TaskStream
+from taskbench.engine.worker_state import LocalTask, WorkerTasks
 from taskbench.engine.workloads import Workload
 
 CLIENT = "sim-client"
@@ -44,34 +46,22 @@ class SimResult:
         return self.stream.idle_fraction(threads)
 
 
-class _Task:
-    __slots__ = ("deps", "key", "missing", "priority", "ready", "report", "state", "transfers")
-
-    def __init__(self, key: Any, priority: int, deps: list, report: bool) -> None:
-        self.key = key
-        self.priority = priority
-        self.deps = deps
-        self.report = report
-        self.missing = 0
-        self.ready = 0.0
-        self.state = "waiting"
-        self.transfers: list[Transfer] = []
-
-
 class _Worker:
+    """A virtual worker: the real ``WorkerTasks``, holding sizes, plus threads and a link."""
+
     def __init__(self, index: int, nthreads: int, speed: float) -> None:
         self.index = index
         self.address = f"sim://worker-{index}"
         self.nthreads = nthreads
         self.free_threads = list(range(nthreads - 1, -1, -1))
         self.slowdown = speed
-        self.data: dict[Any, int] = {}
-        self.tasks: dict[Any, _Task] = {}
-        self.heap: list = []
-        self.waiting_local: dict[Any, list[_Task]] = {}
-        self.waiting_fetch: dict[Any, list[_Task]] = {}
+        self.state = WorkerTasks(_held_size)
         self.link_free_at = 0.0
         self.alive = True
+
+
+def _held_size(nbytes: int) -> int:
+    return nbytes
 
 
 class Simulation:
@@ -83,27 +73,22 @@ class Simulation:
         n_workers: int,
         threads: int = 1,
         *,
-        placement: str = "locality",
-        stealing: bool = True,
-        balance_interval: float = 0.1,
+        options: EngineOptions = DEFAULTS,
         bandwidth: float = 500e6,
         latency: float = 150e-6,
         task_overhead: float = 30e-6,
-        seed: int = 0,
-        validate: bool = False,
         leave_at: dict[int, float] | None = None,
     ) -> None:
         self.workload = workload
         self.n_workers = n_workers
         self.threads = threads
-        self.balance_interval = balance_interval
+        self.balance_interval = options.balance_interval
         self.bandwidth = bandwidth
         self.latency = latency
         self.task_overhead = task_overhead
         self.leave_at = leave_at or {}
-        self.state = SchedulerState(
-            validate=validate, placement=placement, stealing=stealing, seed=seed, log_length=1000
-        )
+        self.state = SchedulerState(options, log_length=1000)
+        self.validate = options.validate
         self.now = 0.0
         self._events: list = []
         self._seq = itertools.count()
@@ -189,21 +174,25 @@ class Simulation:
             return
         state, op = self.state, msg["op"]
         if op == "task-finished":
-            r = msg["record"]
-            done = [(msg["key"], r.nbytes, r.stop - r.start)]
+            done = [(r.key, r.nbytes, r.stop - r.start) for r in msg["records"]]
             self._route(state.tasks_finished(w.address, done, stimulus_id=self._sid("done")))
         elif op == "task-started":
-            started = [(msg["key"], msg["start"])]
-            self._route(state.task_started(w.address, started, stimulus_id=self._sid("start")))
+            self._route(state.task_started(w.address, msg["tasks"], stimulus_id=self._sid("start")))
         elif op == "steal-response":
-            if msg["stolen"]:
-                self.steals += 1
-            self._route(
-                state.steal_response(w.address, msg["key"], msg["stolen"],
-                                     stimulus_id=self._sid("steal"))
-            )  # fmt: skip
+            for key, stolen in zip(msg["keys"], msg["stolen"], strict=True):
+                self.steals += stolen
+                self._route(
+                    state.steal_response(w.address, key, stolen, stimulus_id=self._sid("steal"))
+                )
         elif op == "add-replicas":
             self._route(state.add_replicas(w.address, msg["keys"], stimulus_id=self._sid("rep")))
+        elif op == "missing-data":
+            self._route(
+                state.missing_data(w.address, msg["key"], msg["source"], msg["task"],
+                                   stimulus_id=self._sid("missing"))
+            )  # fmt: skip
+        else:
+            raise RuntimeError(f"simulated worker sent {op!r}: {msg}")
 
     # ------------------------------------------------------------ worker side
 
@@ -212,108 +201,87 @@ class Simulation:
             return
         op = msg["op"]
         if op == "compute":
-            for key, priority, _kind, deps, report in msg["tasks"]:
-                self._new_task(w, key, priority, deps, report)
+            if w.state.compute(msg["tasks"], None, self.now):
+                self._start_fetches(w)
             self._start_tasks(w)
         elif op == "free":
-            for key in msg["keys"]:
-                w.data.pop(key, None)
-                t = w.tasks.pop(key, None)
-                if t is not None:
-                    t.state = "cancelled"
+            w.state.free(msg["keys"])
         elif op == "steal-request":
-            for key in msg["keys"]:
-                t = w.tasks.get(key)
-                ok = (
-                    t is not None
-                    and t.state in ("waiting", "ready")
-                    and not w.waiting_local.get(key)
-                )
-                if ok:
-                    del w.tasks[key]
-                    t.state = "cancelled"
-                self._to_scheduler(w, {"op": "steal-response", "key": key, "stolen": ok})
+            self._to_scheduler(w, w.state.give_up(msg["keys"]))
+        self._flush(w)
 
-    def _new_task(self, w: _Worker, key: Any, priority: int, deps: tuple, report: bool) -> None:
-        old = w.tasks.get(key)
-        if old is not None:
-            if old.state == "cancelled":
-                old.state = "executing"
-            return
-        t = _Task(key, priority, [d[0] for d in deps], report)
-        for dep_key, nbytes, holders in deps:
-            if dep_key in w.data:
-                continue
-            t.missing += 1
-            if dep_key in w.tasks:
-                w.waiting_local.setdefault(dep_key, []).append(t)
-            elif dep_key in w.waiting_fetch:
-                w.waiting_fetch[dep_key].append(t)
-            else:
-                w.waiting_fetch[dep_key] = [t]
-                source = self._workers[holders[0]]
+    def _start_fetches(self, w: _Worker) -> None:
+        """Queue each new fetch on the worker's inbound link, one transfer at a time."""
+        fetch_queue = w.state.fetch_queue
+        for peer in list(fetch_queue):
+            for key, nbytes in w.state.take_fetches(peer).items():
                 start = max(self.now, w.link_free_at)
                 stop = start + self.latency + nbytes / self.bandwidth
                 w.link_free_at = stop - self.latency
-                self._at(stop, self._fetched, w, dep_key, nbytes, source.address, start)
-        w.tasks[key] = t
-        if t.missing == 0:
-            self._make_ready(w, t)
+                self._at(stop, self._fetched, w, peer, key, nbytes, start)
 
-    def _make_ready(self, w: _Worker, t: _Task) -> None:
-        t.state = "ready"
-        t.ready = self.now
-        heapq.heappush(w.heap, (t.priority, next(self._seq), t))
-
-    def _fetched(self, w: _Worker, key: Any, nbytes: int, source: str, start: float) -> None:
+    def _fetched(self, w: _Worker, peer: str, key: Any, nbytes: int, start: float) -> None:
         if not w.alive:
             return
-        w.data[key] = nbytes
-        for t in w.waiting_fetch.pop(key, []):
-            if t.state != "waiting":
-                continue
-            t.transfers.append(Transfer(key_str(key), source, nbytes, start, self.now))
-            t.missing -= 1
-            if t.missing == 0:
-                self._make_ready(w, t)
-        self._to_scheduler(w, {"op": "add-replicas", "keys": [(key, nbytes)]})
+        got = {key: (nbytes, nbytes)}
+        replicas = w.state.fetched(peer, (key,), got, start, self.now, self.now)
+        if replicas is not None:
+            self._to_scheduler(w, replicas)
+        self._flush(w)
         self._start_tasks(w)
 
     def _start_tasks(self, w: _Worker) -> None:
         wl = self.workload
-        while w.free_threads and w.heap:
-            t = heapq.heappop(w.heap)[2]
-            if t.state != "ready":
-                continue
-            t.state = "executing"
+        while w.free_threads:
+            t = w.state.next_ready()
+            if t is None:
+                break
             thread = w.free_threads.pop()
             start = self.now + self.task_overhead
-            if t.report:
-                self._at(start, self._to_scheduler, w,
-                         {"op": "task-started", "key": t.key, "start": start})  # fmt: skip
+            if t.report_start:
+                self._at(start, self._started, w, t)
             stop = start + wl.durations[t.key] * w.slowdown
             self._at(stop, self._finish, w, t, thread, start)
 
-    def _finish(self, w: _Worker, t: _Task, thread: int, start: float) -> None:
+    def _started(self, w: _Worker, t: LocalTask) -> None:
+        w.state.task_started(t, self.now)
+        self._flush(w)
+
+    def _finish(self, w: _Worker, t: LocalTask, thread: int, start: float) -> None:
         if not w.alive:
             return
         w.free_threads.append(thread)
-        if t.state == "executing":
-            key = t.key
-            nbytes = self.workload.nbytes[key]
-            del w.tasks[key]
-            w.data[key] = nbytes
-            record = TaskRecord(key_str(key), key_prefix(key), w.address, thread, t.ready,
-                                start, self.now, nbytes, 0.0, "memory", t.transfers)  # fmt: skip
-            self.records.append(record)
-            for d in w.waiting_local.pop(key, []):
-                d.missing -= 1
-                if d.missing == 0 and d.state == "waiting":
-                    self._make_ready(w, d)
-            self._to_scheduler(w, {"op": "task-finished", "key": key, "record": record})
+        nbytes = self.workload.nbytes[t.key]
+        w.state.task_finished(t, thread, start, self.now, nbytes, nbytes, self.now)
+        self._flush(w)
         self._start_tasks(w)
 
+    def _flush(self, w: _Worker) -> None:
+        """Send what the worker's state has to say, as the real worker's flush does."""
+        started, records, messages = w.state.drain()
+        if started:
+            self._to_scheduler(w, {"op": "task-started", "tasks": started})
+        if records:
+            for r in records:
+                if r.thread >= 0:  # -1: the result was held, nothing ran
+                    prefix = key_prefix(r.key)
+                    self.records.append(TaskRecord.from_worker(r, w.address, prefix, "memory"))
+            self._to_scheduler(w, {"op": "task-finished", "records": records})
+        for msg in messages:
+            self._to_scheduler(w, msg)
+        if self.validate:
+            w.state.validate_state()
 
-def simulate(workload: Workload, n_workers: int, threads: int = 1, **options: Any) -> SimResult:
-    """Run one simulation (see ``Simulation`` for the options)."""
-    return Simulation(workload, n_workers, threads, **options).run()
+
+def simulate(
+    workload: Workload, n_workers: int, threads: int = 1, *, options: EngineOptions = DEFAULTS,
+    **settings: Any,
+) -> SimResult:  # fmt: skip
+    """Run one simulation; ``settings`` amend ``options`` by name, or are ``Simulation``'s own.
+
+    ``bandwidth`` here is the virtual link's; the scheduler's estimate is ``options.bandwidth``.
+    """
+    changes, own = EngineOptions.split(settings)
+    if "bandwidth" in changes:
+        own["bandwidth"] = changes.pop("bandwidth")
+    return Simulation(workload, n_workers, threads, options=options.replace(**changes), **own).run()

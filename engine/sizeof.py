@@ -32,7 +32,8 @@ Workers call `sizeof` after every task, so it sits on the hot path between tasks
 columns by ``nbytes``), numpy object arrays' buffer plus ``sys.getsizeof`` of every element,
 containers recursively; every reference is counted, as pandas does, and cycles end. That scan
 is what made dask workers lag ~100 ms between tasks on object frames in 2016; it is kept as a
-switch so the suites can reproduce the cost.
+switch so the suites can reproduce the cost. A ``TASKBENCH_SIZEOF`` that names neither mode
+fails the import with a ValueError that names the variable: a typo must not run "sampled".
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ import operator
 import os
 import sys
 import threading
-import warnings
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any
 
-Mode = Literal["sampled", "deep"]
+from taskbench.engine.options import SIZEOF_ENV, SIZEOF_MODES, SizeofMode
+
+Mode = SizeofMode
 Handler = Callable[[Any], int]
 
-_MODES: tuple[Mode, ...] = ("sampled", "deep")
+_MODES = SIZEOF_MODES
 _deep = False
 
 _SAMPLES = 32  # sampled values per object column
@@ -536,18 +538,19 @@ _lazy: dict[str, Callable[[], None]] = {
 }
 
 
-def _mode_from_env() -> None:
-    mode = os.environ.get("TASKBENCH_SIZEOF", "").strip().lower()
+def mode_from_env(environ: Mapping[str, str] = os.environ) -> Mode | None:
+    """The mode ``TASKBENCH_SIZEOF`` names, None when unset; any other value is a ValueError."""
+    value = environ.get(SIZEOF_ENV, "")
+    mode = value.strip().lower()
     if not mode:
-        return
-    try:
-        set_mode(mode)  # type: ignore[arg-type]
-    except ValueError:
-        warnings.warn(
-            f"ignoring TASKBENCH_SIZEOF={mode!r}: expected one of {_MODES}",
-            RuntimeWarning,
-            stacklevel=2,
+        return None
+    if mode not in _MODES:
+        raise ValueError(
+            f"{SIZEOF_ENV}={value!r} is not a sizeof mode; expected one of {', '.join(_MODES)}"
         )
+    return mode  # type: ignore[return-value]
 
 
-_mode_from_env()
+_env_mode = mode_from_env()
+if _env_mode is not None:
+    set_mode(_env_mode)

@@ -1,15 +1,32 @@
 """The scheduler's state machine: events in, messages out, no I/O and no clock.
 
-Task states::
+Task states (``TaskStateName``) and every transition in the table::
 
     released ──> waiting ──> processing ──> memory ──> released ──> forgotten
-                   │  └──> no-worker ──┘      └──> erred
+                  ↓  ↑        ↑  │  ↺ steal
+                 no-worker ───┘  └──> erred ──> released
+
+- released -> waiting: wanted by a client or a dependent; missing inputs are recommended too.
+- waiting | no-worker -> processing: every input in memory (or its single input running on
+  the worker it is pinned to), no extension holding it back: on the worker placement chose.
+- waiting -> no-worker: ready, but no worker may take it; no-worker -> waiting: an extension
+  holds it back again.
+- processing -> processing: a steal; the victim gave it up unstarted, it moves to the thief.
+- processing -> memory | erred: its worker reported; waiting | no-worker | released -> erred:
+  an input erred, or it waited too long for a worker.
+- waiting | no-worker | processing | memory | erred -> released: nobody needs it any more, or
+  it must be recomputed; released -> forgotten: nobody wants it and nothing depends on it.
 
 Each public event method takes a ``stimulus_id`` and returns ``(worker_msgs, client_msgs)``:
 dicts from a worker address or client id to a list of messages. Inside an event,
-transitions return recommendations ``{key: state}``, applied until none are left; a pair
-that is not in the transition table raises. Every transition goes to a bounded log, so
-``story(key)`` says why a task is where it is.
+transitions return recommendations ``{key: state}``, applied until none are left. A
+recommendation to run is decided when it is applied (`SchedulerState._placement`): the task
+goes to processing or no-worker, or stays waiting, so each transition ends in its finish
+state (``validate`` checks it). Any pair that is not in the table raises
+`InvalidTransition`: callers recommend the state they mean (``forgotten`` only from
+``released``). Every transition goes to a bounded log of real states, so ``story(key)`` says
+why a task is where it is; what is not a transition (steal requests and refusals, a
+shuffle's new epochs) goes to the bounded ``events`` log (``events_of(key)``).
 
 Placement and stealing are policies chosen by name (``engine.policies``). Whatever the
 policy, a task whose single input is still running is handed to that input's worker at
@@ -22,28 +39,32 @@ occupancy is the expected seconds of work assigned to it, kept incrementally and
 recomputed from the current estimates on every ``balance`` tick.
 
 A task may be *restricted* to one worker (``TaskState.restriction``): placement puts it
-there, eager assignment pins it only there, and stealing never moves it. The p2p shuffle
-(``engine.p2p.P2PState``, created on its first request) restricts each unpack task to its
-output's owner, holds unpacks back until their shards are delivered, and after a worker
-dies moves only that worker's outputs; it keeps a finished transfer running again by
-wanting its result itself, as the pseudo-client ``SHUFFLE_CLIENT``.
+there, eager assignment pins it only there, and stealing never moves it.
+
+Extensions (`StateExtension`) follow some tasks through the machine, and are called at
+four points only: ``adopt`` (new tasks of a graph), ``may_run`` (before a task it follows is
+placed), ``transitioned`` (after each transition of a task it follows) and
+``workers_changed``; ``validate`` checks its own invariants. The p2p shuffle
+(``engine.shuffle_state.P2PState``, created on its first request) is one: it restricts each
+unpack task to its output's owner, holds unpacks back until their shards are delivered,
+after a worker dies moves only that worker's outputs, and keeps a finished transfer running
+again by wanting its result itself, as its pseudo-client (``StateExtension.client``).
 
 A steal is a request/confirm exchange: ``balance`` asks the victim to give up queued
 tasks; the victim gives one up only if it has not started it, and ``steal_response``
-moves it to the thief. A reply that no longer matches the task's state is ignored, so a
-task is never run twice because of a steal, and never lost.
+moves it to the thief (processing -> processing). A reply that no longer matches the
+task's state is ignored, so a task is never run twice because of a steal, and never lost.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
+from taskbench.engine.options import DEFAULTS, EngineOptions
 from taskbench.engine.policies import STEAL_LEVELS, WorkStealing, make_placement
-
-if TYPE_CHECKING:
-    from taskbench.engine.p2p import P2PState, ShuffleRecord
+from taskbench.engine.shuffle_state import P2PState
 
 TaskStateName = Literal[
     "released", "waiting", "no-worker", "processing", "memory", "erred", "forgotten"
@@ -52,11 +73,6 @@ Key = Any  # str | bytes | int | float | tuple — see engine.graph
 Msgs = dict[str, list[dict[str, Any]]]
 _NO_TASKS: frozenset = frozenset()
 
-SHUFFLE_CLIENT = "p2p-shuffle"  # the shuffle's own want on tasks it must run again
-SHUFFLE_WANT = frozenset((SHUFFLE_CLIENT,))
-
-DEFAULT_DURATION = 0.0005
-DEFAULT_BANDWIDTH = 100e6
 DURATION_ALPHA = 0.5
 
 
@@ -70,6 +86,7 @@ class TaskState:
         "dependents",
         "duration",
         "exception",
+        "extension",
         "key",
         "kind",
         "nbytes",
@@ -78,7 +95,6 @@ class TaskState:
         "processing_on",
         "restriction",
         "run",
-        "shuffle",
         "state",
         "steal_level",
         "waiters",
@@ -107,7 +123,7 @@ class TaskState:
         self.exception: dict[str, Any] | None = None
         self.steal_level = -1  # its bin on its worker while it may be stolen, else -1
         self.restriction: WorkerState | None = None  # the only worker it may run on
-        self.shuffle: tuple[ShuffleRecord, str, int] | None = None  # p2p: (record, role, index)
+        self.extension: StateExtension | None = None  # the extension that follows it, if any
 
     def __repr__(self) -> str:
         return f"<Task {self.key!r} {self.state}>"
@@ -139,20 +155,48 @@ class WorkerState:
         return f"<Worker {self.address} processing={len(self.processing)}>"
 
 
+class StateExtension(Protocol):
+    """Follows some tasks (those whose ``TaskState.extension`` it set) through the machine.
+
+    It may change those tasks' ``restriction`` and its own client's wants in ``who_wants``,
+    and recommends states into ``recs``; it never transitions a task itself.
+    """
+
+    #: The pseudo-client under which it wants tasks; never sent results or errors.
+    client: str
+
+    def adopt(self, new: list[TaskState], stimulus_id: str) -> None:
+        """New tasks of a graph, before any is recommended: claim the ones it follows."""
+
+    def may_run(self, ts: TaskState) -> bool:
+        """Whether ``ts`` may be placed now (False holds it in waiting)."""
+
+    def transitioned(
+        self, ts: TaskState, start: str, finish: str, recs: dict[Key, str], stimulus_id: str
+    ) -> None:
+        """``ts`` went from ``start`` to ``finish`` (on forgotten, it lets go of ``ts``)."""
+
+    def workers_changed(
+        self, ws: WorkerState, joined: bool, recs: dict[Key, str], stimulus_id: str
+    ) -> None:
+        """``ws`` joined, or left (its tasks are already off it and recommended)."""
+
+    def validate(self) -> None:
+        """Check its invariants (``SchedulerState.validate``)."""
+
+
 class SchedulerState:
     """Tasks, workers and clients, and the transitions between task states."""
 
     def __init__(
-        self,
-        *,
-        validate: bool = False,
-        bandwidth: float = DEFAULT_BANDWIDTH,
-        default_duration: float = DEFAULT_DURATION,
-        log_length: int = 100_000,
-        placement: str = "locality",
-        stealing: bool = True,
-        seed: int = 0,
+        self, options: EngineOptions = DEFAULTS, *, log_length: int = 100_000, **changes: Any
     ) -> None:
+        """``options`` with ``changes`` (``SchedulerState(validate=True)`` in tests)."""
+        options = options.replace(**changes)
+        self.options = options
+        placement, seed, stealing = options.placement, options.seed, options.stealing
+        validate, bandwidth = options.validate, options.bandwidth
+        default_duration = options.default_duration
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
         self.worker_list: list[WorkerState] = []  # join order
@@ -167,10 +211,13 @@ class SchedulerState:
         self.validate = validate
         self.bandwidth = bandwidth
         self.default_duration = default_duration
-        self.log: deque[tuple[Key, str, str, str]] = deque(maxlen=log_length)
+        self.log: deque[tuple[Key, TaskStateName, TaskStateName, str]] = deque(maxlen=log_length)
+        # what happened to a task that is not a transition: (key, what, detail, stimulus_id)
+        self.events: deque[tuple[Key, str, Any, str]] = deque(maxlen=log_length)
         self.generation = 0
-        self.shuffles: P2PState | None = None  # made on the first shuffle request
-        self._stimulus_id = ""
+        self.extensions: list[StateExtension] = []
+        self.shuffles: P2PState | None = None  # an extension, made on the first shuffle request
+        self._internal_clients: frozenset[str] = frozenset()  # the extensions' pseudo-clients
         self._worker_msgs: Msgs = {}
         self._client_msgs: Msgs = {}
         self._compute: dict[WorkerState, list[TaskState]] = {}
@@ -183,8 +230,10 @@ class SchedulerState:
             ("waiting", "no-worker"): self._waiting_no_worker,
             ("waiting", "released"): self._waiting_released,
             ("no-worker", "processing"): self._no_worker_processing,
+            ("no-worker", "waiting"): self._no_worker_waiting,
             ("no-worker", "released"): self._no_worker_released,
             ("no-worker", "erred"): self._no_worker_erred,
+            ("processing", "processing"): self._processing_processing,
             ("processing", "memory"): self._processing_memory,
             ("processing", "erred"): self._processing_erred,
             ("processing", "released"): self._processing_released,
@@ -203,8 +252,8 @@ class SchedulerState:
         self.worker_list.append(ws)
         recs = {ts.key: "processing" for ts in sorted(self.unrunnable, key=_by_priority)}
         self.unrunnable.clear()
-        if self.shuffles is not None:
-            self.shuffles.worker_added(recs, stimulus_id)
+        for ext in self.extensions:
+            ext.workers_changed(ws, True, recs, stimulus_id)
         self._transitions_loop(recs, stimulus_id)
         return self._collect()
 
@@ -223,9 +272,8 @@ class SchedulerState:
             if not ts.who_has:
                 recs[ts.key] = "released"
         ws.has_what.clear()
-        if self.shuffles is not None:
-            self._stimulus_id = stimulus_id
-            self.shuffles.worker_removed(ws, recs, stimulus_id)
+        for ext in self.extensions:
+            ext.workers_changed(ws, False, recs, stimulus_id)
         self._transitions_loop(recs, stimulus_id)
         return self._collect()
 
@@ -275,8 +323,8 @@ class SchedulerState:
                 ts.dependencies = tuple(all_tasks[dk] for dk in deps)
                 for dts in ts.dependencies:
                     _add_dependent(dts, ts)
-        if self.shuffles is not None:
-            self.shuffles.adopt(new, stimulus_id)
+        for ext in self.extensions:
+            ext.adopt(new, stimulus_id)
         recs: dict[Key, str] = {}
         only_client = frozenset((client,))
         for key in wanted:
@@ -420,9 +468,8 @@ class SchedulerState:
     ) -> tuple[Msgs, Msgs]:
         """A p2p shuffle task on ``address`` asks for its plan; the reply goes back to it."""
         if self.shuffles is None:
-            from taskbench.engine.p2p import P2PState
-
             self.shuffles = P2PState(self)
+            self.add_extension(self.shuffles)
         recs: dict[Key, str] = {}
         self.shuffles.request(address, msg, recs, stimulus_id)
         self._transitions_loop(recs, stimulus_id)
@@ -443,7 +490,9 @@ class SchedulerState:
                 ts.steal_level = -1
                 self.steals[ts] = (victim, thief)
                 requests.setdefault(victim, []).append(ts.key)
-                self.log.append((ts.key, "processing", "steal-requested", stimulus_id))
+                self.log_event(
+                    ts.key, "steal-request", (victim.address, thief.address), stimulus_id
+                )
             for victim, keys in requests.items():
                 self._worker_msgs.setdefault(victim.address, []).append(
                     {"op": "steal-request", "keys": keys}
@@ -459,19 +508,16 @@ class SchedulerState:
         if entry is None or entry[0].address != address:
             return self._collect()  # stale: the task moved on since the request
         del self.steals[ts]
-        _victim, thief = entry
+        victim, thief = entry
         if not stolen:
-            self.log.append((key, "processing", "steal-refused", stimulus_id))
+            self.log_event(key, "steal-refused", (victim.address, thief.address), stimulus_id)
             return self._collect()
-        self._unassign(ts, tell_worker=False)  # the victim already dropped it
-        ts.state = "waiting"
-        self.log.append((key, "processing", "stolen", stimulus_id))
+        if thief.address not in self.workers:
+            # the thief left meanwhile: place it afresh (the victim is alive: it answered)
+            thief = self.placement.choose(self, ts)
+        self.log_event(key, "stolen", (victim.address, thief.address), stimulus_id)
         recs: dict[Key, str] = {}
-        if thief.address in self.workers:
-            self._assign(ts, thief, recs)
-            self.log.append((key, "waiting", "processing", stimulus_id))
-        else:
-            recs[key] = "processing"  # the thief left meanwhile: place it afresh
+        self._transition(ts, "processing", stimulus_id, recs, thief)
         self._transitions_loop(recs, stimulus_id)
         return self._collect()
 
@@ -492,9 +538,28 @@ class SchedulerState:
 
     # ================================================================== queries
 
-    def story(self, key: Key) -> list[tuple[Key, str, str, str]]:
+    def story(self, key: Key) -> list[tuple[Key, TaskStateName, TaskStateName, str]]:
         """Every logged transition of ``key``: (key, start, finish, stimulus_id)."""
         return [entry for entry in self.log if entry[0] == key]
+
+    def events_of(self, key: Key) -> list[tuple[Key, str, Any, str]]:
+        """Every logged event of ``key`` that is not a transition: (key, what, detail, sid)."""
+        return [entry for entry in self.events if entry[0] == key]
+
+    # ================================================================== for extensions
+
+    def add_extension(self, ext: StateExtension) -> None:
+        """Call ``ext`` at the extension points from now on."""
+        self.extensions.append(ext)
+        self._internal_clients = self._internal_clients | {ext.client}
+
+    def message_worker(self, address: str, msg: dict[str, Any]) -> None:
+        """Queue ``msg`` for the worker at ``address``; it leaves with this event's messages."""
+        self._worker_msgs.setdefault(address, []).append(msg)
+
+    def log_event(self, key: Key, what: str, detail: Any, stimulus_id: str) -> None:
+        """Log something that happened to ``key`` and is not a transition."""
+        self.events.append((key, what, detail, stimulus_id))
 
     def who_has(self, keys: Iterable[Key]) -> dict[Key, list[str]]:
         out = {}
@@ -546,14 +611,41 @@ class SchedulerState:
         return out
 
     def _transitions_loop(self, recs: dict[Key, str], stimulus_id: str) -> None:
-        self._stimulus_id = stimulus_id
         tasks = self.tasks
         while recs:
             key, finish = recs.popitem()
             ts = tasks.get(key)
-            if ts is None or ts.state == finish:
+            if ts is None:
                 continue
+            start = ts.state
+            if start == finish:
+                continue
+            if finish == "processing" and (start == "waiting" or start == "no-worker"):
+                # decided now, not when recommended: its inputs may have moved meanwhile
+                finish, ws = self._placement(ts)
+                if finish == start:
+                    continue
+                if ws is not None:
+                    self._transition(ts, finish, stimulus_id, recs, ws)
+                    continue
             self._transition(ts, finish, stimulus_id, recs)
+
+    def _placement(self, ts: TaskState) -> tuple[TaskStateName, WorkerState | None]:
+        """Where a waiting or no-worker task goes now: ``("processing", worker)``;
+        ``("no-worker", None)`` when it is ready but no worker may take it; or
+        ``("waiting", None)`` while an input is missing or its extension holds it back."""
+        ext = ts.extension
+        if ext is not None and not ext.may_run(ts):
+            return "waiting", None
+        if ts.waiting_on:
+            ws = self._pinned_worker(ts)
+            return ("waiting", None) if ws is None else ("processing", ws)
+        rw = ts.restriction
+        if rw is None:
+            ws = self.placement.choose(self, ts)
+        else:
+            ws = rw if self.workers.get(rw.address) is rw else None
+        return ("no-worker", None) if ws is None else ("processing", ws)
 
     def _transition(
         self,
@@ -566,22 +658,20 @@ class SchedulerState:
         start = ts.state
         func = self._transitions.get((start, finish))
         if func is None:
-            if finish == "forgotten" and (start, "released") in self._transitions:
-                # released decides for itself whether the task can be forgotten
-                finish = "released"
-                func = self._transitions[(start, finish)]
-            else:
-                raise InvalidTransition(
-                    f"Impossible transition from {start} to {finish} for {ts.key!r}"
-                )
+            raise InvalidTransition(
+                f"Impossible transition from {start} to {finish} for {ts.key!r}"
+            )
         func(ts, recs, *args)
-        self.log.append((ts.key, start, ts.state, stimulus_id))
+        if self.validate:
+            assert ts.state == finish, f"{start} -> {finish} ended in {ts.state}: {ts.key!r}"
+        self.log.append((ts.key, start, finish, stimulus_id))
+        ext = ts.extension
+        if ext is not None:
+            ext.transitioned(ts, start, finish, recs, stimulus_id)
 
     # ---------------------------------------------------------------- transitions
 
     def _released_waiting(self, ts: TaskState, recs: dict[Key, str]) -> None:
-        if ts.shuffle is not None:
-            self.shuffles.task_waiting(ts, recs)
         ts.state = "waiting"
         waiting_on = 0
         for dts in ts.dependencies:
@@ -602,8 +692,6 @@ class SchedulerState:
     def _released_forgotten(self, ts: TaskState, recs: dict[Key, str]) -> None:
         ts.state = "forgotten"
         del self.tasks[ts.key]
-        if ts.shuffle is not None:
-            self.shuffles.task_forgotten(ts, recs)
         for dts in ts.dependencies:
             _discard(dts.dependents, ts)
             _discard(dts.waiters, ts)
@@ -615,27 +703,21 @@ class SchedulerState:
                 recs[dts.key] = "released"
         ts.dependencies = ()
 
-    def _waiting_processing(self, ts: TaskState, recs: dict[Key, str]) -> None:
-        if ts.shuffle is not None and not self.shuffles.runnable(ts):
-            return  # its shuffle holds it back until its shards are delivered
-        ws = self._pinned_worker(ts) if ts.waiting_on else None
-        if ts.waiting_on and ws is None:
-            return  # not ready after all; it stays waiting
-        if ws is None:
-            if ts.restriction is None:
-                ws = self.placement.choose(self, ts)
-            elif ts.restriction.address in self.workers:
-                ws = ts.restriction
-            if ws is None:
-                ts.state = "no-worker"
-                self.unrunnable[ts] = None
-                return
+    def _waiting_processing(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
         self._assign(ts, ws, recs)
 
-    def _no_worker_processing(self, ts: TaskState, recs: dict[Key, str]) -> None:
-        ts.state = "waiting"
+    def _no_worker_processing(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
         self.unrunnable.pop(ts, None)
-        self._waiting_processing(ts, recs)
+        self._assign(ts, ws, recs)
+
+    def _no_worker_waiting(self, ts: TaskState, recs: dict[Key, str]) -> None:
+        self.unrunnable.pop(ts, None)
+        ts.state = "waiting"
+
+    def _processing_processing(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
+        """A steal: the victim gave ``ts`` up unstarted; it runs on ``ws`` instead."""
+        self._unassign(ts, tell_worker=False)  # the victim already dropped it
+        self._assign(ts, ws, recs)
 
     def _waiting_no_worker(self, ts: TaskState, recs: dict[Key, str]) -> None:
         ts.state = "no-worker"
@@ -684,8 +766,6 @@ class SchedulerState:
         ws = dts.processing_on
         if ts.restriction is not None and ws is not ts.restriction:
             return None
-        if ts.shuffle is not None and not self.shuffles.runnable(ts):
-            return None
         return ws
 
     def _processing_memory(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
@@ -716,11 +796,10 @@ class SchedulerState:
             _discard(dts.waiters, ts)
             if not dts.waiters and not dts.who_wants:
                 recs[dts.key] = "released"
-        if ts.shuffle is not None:
-            self.shuffles.task_done(ts, recs)
         if ts.who_wants:
+            internal = self._internal_clients
             for client in ts.who_wants:
-                if client != SHUFFLE_CLIENT:
+                if client not in internal:
                     self._in_memory.setdefault(client, []).append(ts)
         elif not ts.waiters:
             recs[ts.key] = "released"
@@ -757,7 +836,7 @@ class SchedulerState:
     def _report_error(self, ts: TaskState, clients: Iterable[str]) -> None:
         exc = ts.exception or {}
         for client in clients:
-            if client == SHUFFLE_CLIENT:
+            if client in self._internal_clients:
                 continue
             self._client_msgs.setdefault(client, []).append(
                 {"op": "task-erred", "key": ts.key, **exc}
@@ -789,8 +868,6 @@ class SchedulerState:
         if tell_worker:
             self._free.setdefault(ws.address, []).append(ts.key)
         ts.processing_on = None
-        if ts.shuffle is not None:
-            self.shuffles.task_unassigned(ts)
 
     def _waiting_released(self, ts: TaskState, recs: dict[Key, str]) -> None:
         self._to_released(ts, recs)
@@ -861,19 +938,19 @@ class SchedulerState:
             if st in ("waiting", "processing"):
                 missing = sum(1 for d in ts.dependencies if d.state != "memory")
                 assert ts.waiting_on == missing, (ts, ts.waiting_on, missing)
+            ext = ts.extension
             if st == "waiting":
                 assert (
                     (ts.waiting_on > 0 and self._pinned_worker(ts) is None)
                     or not self.workers
-                    or (ts.shuffle is not None and not self.shuffles.runnable(ts))
+                    or (ext is not None and not ext.may_run(ts))
                 ), ts
             rw = ts.restriction
             if rw is not None:
                 assert self.workers.get(rw.address) is rw, (ts, rw)
                 assert ts.steal_level < 0 and ts not in self.steals, ts
                 assert st != "processing" or ts.processing_on is rw, (ts, rw)
-            if ts.shuffle is not None:
-                assert self.shuffles is not None and ts.shuffle[0].id in self.shuffles.records, ts
+            assert ext is None or ext in self.extensions, ts
             if st == "no-worker":
                 assert ts in self.unrunnable, ts
             for dts in ts.dependencies:
@@ -898,8 +975,8 @@ class SchedulerState:
             assert ts.state == "processing" and ts.processing_on is victim, ts
         for ts in self.unrunnable:
             assert ts.state == "no-worker", ts
-        if self.shuffles is not None:
-            self.shuffles.validate()
+        for ext in self.extensions:
+            ext.validate()
 
 
 def _add_replica(ts: TaskState, ws: WorkerState) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 from taskbench.engine.graph import key_prefix, key_str
+from taskbench.engine.worker_state import WorkerRecord
 
 TaskStatus = Literal["memory", "erred"]
 
@@ -65,6 +66,14 @@ class TaskRecord:
     status: TaskStatus
     transfers: list[Transfer] = field(default_factory=list)
 
+    @classmethod
+    def from_worker(
+        cls, r: WorkerRecord, worker: str, prefix: str, status: TaskStatus
+    ) -> TaskRecord:
+        """The stream's record of what ``worker`` reported; the key becomes its string."""
+        return cls(key_str(r.key), prefix, worker, r.thread, r.ready, r.start, r.stop, r.nbytes,
+                   r.sizeof_seconds, status, [Transfer(*t) for t in r.transfers or ()])  # fmt: skip
+
 
 class RecordBuffer:
     """A bounded, columnar store of task records: about 60 bytes a record.
@@ -84,12 +93,12 @@ class RecordBuffer:
         return self.count - self._held
 
     def append(
-        self, worker: str, status: str, prefixes: list[str], rows: Sequence[Sequence[Any]]
+        self, worker: str, status: str, prefixes: list[str], rows: Sequence[WorkerRecord]
     ) -> None:
-        """Rows as workers send them: key, thread, ready, start, stop, nbytes, sizeof, transfers."""
+        """Records as ``worker`` sent them (plain tuples off the wire will do)."""
         if not rows:
             return
-        numbers = np.array([r[1:7] for r in rows], dtype=np.float64)
+        numbers = np.array([r[1:7] for r in rows], dtype=np.float64)  # thread .. sizeof_seconds
         transfers = {i: r[7] for i, r in enumerate(rows) if r[7]}
         keys = [r[0] for r in rows]
         self._chunks.append((self.count, worker, status, keys, prefixes, numbers, transfers))

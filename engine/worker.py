@@ -1,27 +1,25 @@
-"""A worker: threads that run tasks, the results they hold, and fetches from peers.
+"""A worker: the shell of threads, sockets and clock around ``WorkerTasks``.
 
-Policy: worker threads pop a ready heap directly (ordered by the scheduler's priority)
-and push the dependents they unblock onto it themselves, so a chain never waits for the
-event loop. Completions are appended to an outbox; the first one after a flush asks the
-loop to flush, so the scheduler hears at once when the link is idle and in batches under
-load. Inputs held elsewhere are fetched straight from the peers that hold them, one
-request per peer for every key wanted from it at that moment.
+The task rules live in ``engine.worker_state``; this module runs them. Worker threads
+pop the ready heap directly and unblock dependents themselves, so a chain never waits
+for the event loop; a thread finishes a task and takes the next in one hold of the lock.
+The first completion after a flush asks the loop to flush, so the scheduler hears at once
+when the link is idle and in batches under load. Inputs held elsewhere are fetched
+straight from the peers that hold them, one request per peer for every key wanted from
+it at that moment.
 
 Task code can reach the worker that runs it with `get_worker` (a thread-local: an
-in-process cluster runs several workers in one process). The p2p shuffle (``engine.p2p``)
+in-process cluster runs several workers in one process). The p2p shuffle (``engine.dataframe.p2p``)
 uses it, and adds two ops: ``shuffle-receive`` on the peer server, ``shuffle-plan`` and
 ``shuffle-drop`` from the scheduler.
 
-Every task leaves a record: key, thread, ready (all inputs local), start, stop, result
-size, the time spent sizing it, and each transfer it waited for.
+Every task leaves a ``WorkerRecord``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import os
 import threading
@@ -31,7 +29,9 @@ from typing import Any
 
 from taskbench.engine import comm as _comm
 from taskbench.engine.graph import execute
+from taskbench.engine.shuffle_runtime import worker_runtime
 from taskbench.engine.sizeof import sizeof
+from taskbench.engine.worker_state import WorkerTasks
 
 logger = logging.getLogger("taskbench.engine.worker")
 
@@ -42,33 +42,6 @@ _thread = threading.local()
 def get_worker() -> Worker | None:
     """The worker whose thread runs the calling task; None outside a worker's threads."""
     return getattr(_thread, "worker", None)
-
-
-class _Task:
-    __slots__ = (
-        "deps",
-        "key",
-        "kind",
-        "missing",
-        "priority",
-        "ready",
-        "report_start",
-        "run",
-        "state",
-        "transfers",
-    )
-
-    def __init__(self, key: Any, priority: int, kind: int, run: object, report: bool) -> None:
-        self.key = key
-        self.priority = priority
-        self.kind = kind
-        self.run = run
-        self.report_start = report
-        self.deps: list = []
-        self.missing = 0
-        self.ready = 0.0
-        self.state = "waiting"  # waiting | ready | executing | cancelled
-        self.transfers: list | None = None
 
 
 class Worker:
@@ -91,28 +64,20 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval
         self.reconnect_timeout = reconnect_timeout
         self.address = ""
-        self.data: dict[Any, Any] = {}
-        self.tasks: dict[Any, _Task] = {}
-        self.waiting_local: dict[Any, list[_Task]] = {}
-        self.waiting_fetch: dict[Any, list[_Task]] = {}
-        self.fetch_queue: dict[str, set] = {}
-        self.fetching: set[str] = set()
+        self.state = WorkerTasks(sizeof)  # guarded by self.cond
+        self.data = self.state.data  # the results held here
+        self.fetching: set[str] = set()  # peers a fetch loop runs for
         self._fetch_tasks: set[asyncio.Task] = set()
-        self.heap: list = []
         self.cond = threading.Condition(threading.Lock())
-        self.outbox: list = []
-        self.errors: list = []
-        self.started: list = []
         self.flush_scheduled = False
         self.closing = False
         self.executed = 0
-        self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: _comm.Server | None = None
         self._sched: _comm.Comm | None = None
         self._pool: _comm.ConnectionPool | None = None
-        self.shuffle: Any = None  # engine.p2p.ShuffleRuntime, made on first use
+        self.shuffle: Any = None  # engine.shuffle_runtime.ShuffleRuntime, made on first use
         self._done = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -190,8 +155,6 @@ class Worker:
                 elif op == "steal-request":
                     self._give_up(msg["keys"])
                 elif op == "shuffle-plan" or op == "shuffle-drop":
-                    from taskbench.engine.p2p import worker_runtime
-
                     worker_runtime(self).scheduler_message(msg)
                 elif op == "close":
                     break
@@ -216,17 +179,7 @@ class Worker:
 
     def _reset(self) -> None:
         with self.cond:
-            for t in self.tasks.values():
-                t.state = "cancelled"
-            self.tasks.clear()
-            self.data.clear()
-            self.heap.clear()
-            self.waiting_local.clear()
-            self.waiting_fetch.clear()
-            self.fetch_queue.clear()
-            self.outbox.clear()
-            self.errors.clear()
-            self.started.clear()
+            self.state.reset()
         if self.shuffle is not None:
             self.shuffle.reset()
 
@@ -235,142 +188,62 @@ class Worker:
             await asyncio.sleep(self.heartbeat_interval)
             sched = self._sched
             if sched is not None and not sched.closed:
-                sched.send({"op": "heartbeat", "executing": len(self.tasks)})
+                sched.send({"op": "heartbeat", "executing": len(self.state.tasks)})
 
     def _compute(self, tasks: tuple, runs: list) -> None:
-        """New tasks: ready now, waiting for a task running here, or fetched from peers."""
         now = time.time()
-        data = self.data
-        local = self.tasks
-        fetch_needed = False
+        state = self.state
         with self.cond:
-            heap = self.heap
-            for (key, priority, kind, deps, report_start), run in zip(tasks, runs, strict=True):
-                old = local.get(key)
-                if old is not None:
-                    if old.state == "cancelled":
-                        old.state = "executing"  # freed then asked again while running
-                    continue
-                if key in data:
-                    self._finish_known(key)
-                    continue
-                t = _Task(key, priority, kind, run, report_start)
-                missing = 0
-                for dep_key, _nbytes, holders in deps:
-                    t.deps.append(dep_key)
-                    if dep_key in data:
-                        continue
-                    missing += 1
-                    if dep_key in local:
-                        self.waiting_local.setdefault(dep_key, []).append(t)
-                    elif holders:
-                        waiters = self.waiting_fetch.get(dep_key)
-                        if waiters is None:
-                            self.waiting_fetch[dep_key] = [t]
-                            self.fetch_queue.setdefault(holders[0], set()).add(dep_key)
-                            fetch_needed = True
-                        else:
-                            waiters.append(t)
-                    else:
-                        missing = -1
-                        self._report_missing(dep_key, "", key)
-                        break
-                if missing < 0:
-                    continue
-                local[key] = t
-                t.missing = missing
-                if missing == 0:
-                    t.state = "ready"
-                    t.ready = now
-                    heapq.heappush(heap, (priority, next(self._seq), t))
-            if heap:
-                self.cond.notify(min(len(heap), self.nthreads))
+            fetch_needed = state.compute(tasks, runs, now)
+            if state.heap:
+                self.cond.notify(min(len(state.heap), self.nthreads))
+            if state.records or state.messages:
+                self._schedule_flush()
         if fetch_needed:
             self._start_fetches()
 
-    def _finish_known(self, key: Any) -> None:
-        # asked to compute what we already hold: report it done at no cost
-        self.outbox.append((key, -1, 0.0, 0.0, 0.0, sizeof(self.data[key]), 0.0, None))
-        self._schedule_flush()
-
     def _free(self, keys: tuple) -> None:
         with self.cond:
-            for key in keys:
-                self.data.pop(key, None)
-                t = self.tasks.pop(key, None)
-                if t is not None:
-                    self._cancel(t)
-
-    def _cancel(self, t: _Task) -> None:
-        # caller holds self.cond and has removed t from self.tasks
-        t.state = "cancelled"
-        for dep in t.deps:
-            for table in (self.waiting_local, self.waiting_fetch):
-                waiters = table.get(dep)
-                if waiters and t in waiters:
-                    waiters.remove(t)
-                    if not waiters:
-                        del table[dep]
+            self.state.free(keys)
 
     def _give_up(self, keys: tuple) -> None:
-        """A steal request: hand back each task not started and with nothing waiting on it here."""
-        stolen = []
         with self.cond:
-            for key in keys:
-                t = self.tasks.get(key)
-                ok = (
-                    t is not None
-                    and t.state in ("ready", "waiting")
-                    and not self.waiting_local.get(key)
-                )
-                if ok:
-                    del self.tasks[key]
-                    self._cancel(t)
-                stolen.append(ok)
+            msg = self.state.give_up(keys)
         with contextlib.suppress(_comm.CommClosedError):
-            self._sched.send({"op": "steal-response", "keys": keys, "stolen": stolen})
-
-    def _report_missing(self, dep_key: Any, source: str, task_key: Any) -> None:
-        self.errors.append(
-            {"op": "missing-data", "key": dep_key, "source": source, "task": task_key}
-        )
-        self._schedule_flush()
+            self._sched.send(msg)
 
     # ------------------------------------------------------------ threads
 
     def _run_thread(self, thread_index: int) -> None:
         _thread.worker = self
         cond = self.cond
-        heap = self.heap
-        data = self.data
-        tasks = self.tasks
-        waiting_local = self.waiting_local
-        outbox = self.outbox
-        pop = heapq.heappop
-        push = heapq.heappush
+        state = self.state
+        heap = state.heap
+        data = state.data
+        next_ready = state.next_ready
+        finished = state.task_finished
         clock = time.time
-        seq = self._seq
         call_soon = self._loop.call_soon_threadsafe
         flush = self._flush
         wake_loop = False  # a completion is waiting for the loop to send it
+        t = None  # the next task, when taken in the same hold of the lock as a finish
         while True:
-            with cond:
-                while not heap:
-                    if wake_loop:
-                        call_soon(flush)
-                        wake_loop = False
-                    if self.closing:
-                        return
-                    cond.wait()
-                t = pop(heap)[2]
-                if t.state != "ready":
-                    continue
-                t.state = "executing"
-                values = {k: data[k] for k in t.deps} if t.deps else _EMPTY
+            if t is None:
+                with cond:
+                    t = next_ready()
+                    while t is None:
+                        if wake_loop:
+                            call_soon(flush)
+                            wake_loop = False
+                        if self.closing:
+                            return
+                        cond.wait()
+                        t = next_ready()
+                    values = {k: data[k] for k in t.deps} if t.deps else _EMPTY
             start = clock()
             if t.report_start:
                 with cond:
-                    self.started.append((t.key, start))
+                    state.task_started(t, start)
                     if not self.flush_scheduled:
                         self.flush_scheduled = True
                         wake_loop = True
@@ -386,51 +259,31 @@ class Worker:
                 result = None
             stop = clock()
             del values
-            nbytes = sizeof(result) if failed is None else 0
-            sized = clock()
-            with cond:
-                self.executed += 1
-                if t.state == "cancelled":
-                    continue
-                key = t.key
-                del tasks[key]
-                if failed is None:
-                    data[key] = result
-                    unblocked = waiting_local.pop(key, None)
-                    if unblocked:
-                        for d in unblocked:
-                            d.missing -= 1
-                            if d.missing == 0 and d.state == "waiting":
-                                d.state = "ready"
-                                d.ready = sized
-                                push(heap, (d.priority, next(seq), d))
-                        if len(heap) > 1:
-                            cond.notify(len(heap) - 1)
-                    outbox.append(
-                        (key, thread_index, t.ready, start, stop, nbytes, sized - stop, t.transfers)
-                    )
-                else:
-                    self.errors.append(self._error_message(t, failed, thread_index, start, stop))
-                if not self.flush_scheduled:
-                    self.flush_scheduled = True
-                    wake_loop = True
-            result = None
-
-    def _error_message(self, t: _Task, exc: BaseException, thread: int, start: float, stop: float):
-        try:
-            blob = _comm.dumps(exc)
-            frames = blob if len(blob) == 1 else None
-        except _comm.SerializationError:
-            frames = None
-        tb = "".join(traceback.format_exception(exc))
-        return {
-            "op": "task-erred",
-            "key": t.key,
-            "exception": frames[0] if frames else None,
-            "text": f"{type(exc).__name__}: {exc}",
-            "traceback": tb,
-            "record": (t.key, thread, t.ready, start, stop, 0, 0.0, t.transfers),
-        }
+            if failed is None:
+                nbytes = sizeof(result)
+                sized = clock()
+                with cond:
+                    self.executed += 1
+                    unblocked = finished(t, thread_index, start, stop, result, nbytes, sized)
+                    if not self.flush_scheduled:
+                        self.flush_scheduled = True
+                        wake_loop = True
+                    # one lock hold per task: take the next one now
+                    t = next_ready()
+                    if t is not None:
+                        if unblocked and heap:
+                            cond.notify(len(heap))  # other threads, for the rest
+                        values = {k: data[k] for k in t.deps} if t.deps else _EMPTY
+            else:
+                error = _error_fields(failed)
+                with cond:
+                    self.executed += 1
+                    state.task_erred(t, thread_index, start, stop, error)
+                    if not self.flush_scheduled:
+                        self.flush_scheduled = True
+                        wake_loop = True
+                t = None
+            result = failed = None
 
     def _schedule_flush(self) -> None:
         # caller holds self.cond
@@ -441,13 +294,7 @@ class Worker:
     def _flush(self) -> None:
         with self.cond:
             self.flush_scheduled = False
-            # threads hold on to these lists: empty them in place
-            done = self.outbox[:]
-            self.outbox.clear()
-            errors = self.errors[:]
-            self.errors.clear()
-            started = self.started[:]
-            self.started.clear()
+            started, done, errors = self.state.drain()
         sched = self._sched
         if sched is None or sched.closed:
             return
@@ -461,7 +308,7 @@ class Worker:
     # ------------------------------------------------------------ peers
 
     def _start_fetches(self) -> None:
-        for peer in list(self.fetch_queue):
+        for peer in list(self.state.fetch_queue):
             if peer not in self.fetching:
                 self.fetching.add(peer)
                 task = asyncio.ensure_future(self._fetch_from(peer))
@@ -473,7 +320,7 @@ class Worker:
         try:
             while True:
                 with self.cond:
-                    keys = self.fetch_queue.pop(peer, None)
+                    keys = self.state.take_fetches(peer)
                 if not keys:
                     return
                 keys = list(keys)
@@ -487,7 +334,7 @@ class Worker:
                 self._fetched(peer, keys, got, start, stop)
         finally:
             self.fetching.discard(peer)
-            if self.fetch_queue.get(peer):
+            if self.state.fetch_queue.get(peer):
                 self._start_fetches()
 
     async def _get_data(self, peer: str, keys: list) -> dict:
@@ -502,46 +349,24 @@ class Worker:
         return values
 
     def _fetched(self, peer: str, keys: list, got: dict, start: float, stop: float) -> None:
+        sized = {key: (value, sizeof(value)) for key, value in got.items()}
         now = time.time()
-        replicas = []
+        state = self.state
         with self.cond:
-            for key in keys:
-                waiters = self.waiting_fetch.pop(key, [])
-                if key not in got:
-                    for t in waiters:
-                        if self.tasks.get(t.key) is t:
-                            del self.tasks[t.key]
-                            t.state = "cancelled"
-                        self._report_missing(key, peer, t.key)
-                    continue
-                value = got[key]
-                self.data[key] = value
-                nbytes = sizeof(value)
-                replicas.append((key, nbytes))
-                for t in waiters:
-                    if t.state != "waiting":
-                        continue
-                    if t.transfers is None:
-                        t.transfers = []
-                    t.transfers.append((_key_name(key), peer, nbytes, start, stop))
-                    t.missing -= 1
-                    if t.missing == 0:
-                        t.state = "ready"
-                        t.ready = now
-                        heapq.heappush(self.heap, (t.priority, next(self._seq), t))
-            if self.heap:
-                self.cond.notify(min(len(self.heap), self.nthreads))
+            replicas = state.fetched(peer, keys, sized, start, stop, now)
+            if state.heap:
+                self.cond.notify(min(len(state.heap), self.nthreads))
+            if state.messages:
+                self._schedule_flush()
         if replicas and self._sched is not None and not self._sched.closed:
             # the scheduler counts these copies for placement, and frees them with the rest
-            self._sched.send({"op": "add-replicas", "keys": replicas})
+            self._sched.send(replicas)
 
     async def _serve_peer(self, comm: _comm.Comm) -> None:
         """Answer ``get-data`` and ``shuffle-receive`` from peers and clients on one connection."""
         while True:
             msg, frames = await comm.read()
             if msg["op"] == "shuffle-receive":
-                from taskbench.engine.p2p import worker_runtime
-
                 comm.send(worker_runtime(self).receive(msg, frames))
                 continue
             if msg["op"] != "get-data":
@@ -566,8 +391,18 @@ def _unpicklable(values: dict) -> str:
     return "results cannot be pickled"
 
 
-def _key_name(key: Any) -> str:
-    return key if isinstance(key, str) else str(key)
+def _error_fields(exc: BaseException) -> dict[str, Any]:
+    """A task's exception as the fields of ``task-erred`` (pickled if it can be)."""
+    try:
+        blob = _comm.dumps(exc)
+        frames = blob if len(blob) == 1 else None
+    except _comm.SerializationError:
+        frames = None
+    return {
+        "exception": frames[0] if frames else None,
+        "text": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
 
 
 async def run_worker(scheduler_address: str, **kwargs: Any) -> None:

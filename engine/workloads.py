@@ -14,6 +14,9 @@ Load-balance quality is makespan ÷ lower bound, the lower bound being the large
 critical path and the time at which the cluster's capacity, integrated over time (threads
 × speed, counting only workers present), covers the total nominal work. With a fixed,
 uniform cluster that is DESIGN.md's max(Σ durations / threads, critical path).
+
+The throughput graphs at the end (`independent_graph`, `chain_graph`, `sleep_graph`) are the
+scheduler bench's and the asv suite's: no-op, increment and 1 ms tasks in plain dicts.
 """
 
 from __future__ import annotations
@@ -148,3 +151,39 @@ def make(name: str, n_workers: int, threads: int, scale: float = 1.0, seed: int 
         w.slowdown = {n_workers - 1: 3.0}
         return w
     raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(NAMES)}")
+
+
+# ---------------------------------------------------------------- throughput graphs
+
+LAG_TASK_SECONDS = 0.001
+
+
+def noop(x: object) -> None:
+    return None
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def busy_sleep(x: object, seconds: float = LAG_TASK_SECONDS) -> object:
+    time.sleep(seconds)
+    return x
+
+
+def independent_graph(n: int, name: str = "noop") -> dict:
+    """``n`` independent no-op tasks."""
+    return {(name, i): (noop, i) for i in range(n)}
+
+
+def chain_graph(n: int, name: str = "inc") -> dict:
+    """A chain of ``n`` increments, each waiting on the one before."""
+    dsk: dict = {(name, 0): (inc, 0)}
+    for i in range(1, n):
+        dsk[(name, i)] = (inc, (name, i - 1))
+    return dsk
+
+
+def sleep_graph(n: int, name: str = "sleep") -> dict:
+    """``n`` independent 1 ms tasks: enough queued work that gaps between them are lag."""
+    return {(name, i): (busy_sleep, i) for i in range(n)}

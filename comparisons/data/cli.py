@@ -1,6 +1,6 @@
 """``taskbench data generate|import``: the command line of the data layer.
 
-``engine/cli.py`` calls :func:`add_parser` to register ``data``; every subcommand sets
+``taskbench/cli.py`` calls :func:`add_parser` to register ``data``; every subcommand sets
 ``func``, and ``args.func(args)`` returns the exit code (0 ok, 1 data error). ``--json`` prints
 one machine-readable object on stdout; the progress bar goes to stderr, only on a terminal.
 ``python -m taskbench.comparisons.data.cli generate …`` runs the same commands without the
@@ -13,31 +13,13 @@ import argparse
 import json
 import sys
 import time
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from taskbench.comparisons.argtypes import parse_rows, positive_int
 from taskbench.comparisons.data.generate import generate, parse_month
 from taskbench.comparisons.data.importer import import_files
 from taskbench.comparisons.data.schema import DataError
-
-_SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-
-
-def parse_rows(text: str) -> int:
-    """A row count: ``1000000``, ``1_000_000``, ``1e6``, ``1M``, ``2.5M``, ``500k``, ``1G``."""
-    cleaned = text.strip().replace("_", "").replace(",", "")
-    scale = 1
-    if cleaned and cleaned[-1].lower() in _SUFFIXES:
-        scale = _SUFFIXES[cleaned[-1].lower()]
-        cleaned = cleaned[:-1]
-    try:
-        value = Decimal(cleaned) * scale
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not a row count: {text!r} (try 1M, 1e6)") from None
-    if not value.is_finite() or value < 0 or value != value.to_integral_value():
-        raise argparse.ArgumentTypeError(f"not a whole, non-negative row count: {text!r}")
-    return int(value)
 
 
 def _month(text: str) -> str:
@@ -46,13 +28,6 @@ def _month(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return f"{year:04d}-{month:02d}"
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:

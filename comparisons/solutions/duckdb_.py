@@ -1,7 +1,7 @@
-"""DuckDB: SQL over the parquet files on one connection with ``threads = N``.
+"""DuckDB: the registry's SQL over the parquet files, on one connection with ``threads = N``.
 
-Where DuckDB differs from the spec's semantics: ``CAST(double AS INTEGER)`` rounds (2.7 -> 3),
-so q04 truncates with ``trunc`` first; ``isodow`` is Monday = 1, so weekday is ``isodow - 1``.
+Each query is :data:`comparisons.queries.QUERIES`' SQL, rendered by :func:`render`; where
+DuckDB's dialect differs is :data:`DIALECT`, each rewrite with its reason.
 """
 
 from __future__ import annotations
@@ -13,7 +13,17 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 from taskbench.comparisons.data import trip_files, zones_path
-from taskbench.comparisons.queries import TOP_K, TRIP_COLUMNS, Parameters, has_zones, parameters
+from taskbench.comparisons.queries import (
+    TRIP_COLUMNS,
+    ZONE_COLUMNS,
+    Parameters,
+    Query,
+    Rewrite,
+    has_zones,
+    parameters,
+    query_functions,
+    render_sql,
+)
 from taskbench.comparisons.solutions import EngineConfig
 
 NAME = "duckdb"
@@ -68,9 +78,8 @@ def load(
     if has_zones(data_dir):
         zones = f"zones_{suffix}"
         path = _literal(str(zones_path(data_dir)))
-        session.execute(
-            f"CREATE {kind} {zones} AS SELECT LocationID, Borough FROM read_parquet({path})"
-        )
+        columns = ", ".join(ZONE_COLUMNS)
+        session.execute(f"CREATE {kind} {zones} AS SELECT {columns} FROM read_parquet({path})")
     return Handle(session, parameters(data_dir), trips, zones)
 
 
@@ -79,115 +88,37 @@ def stop(session: duckdb.DuckDBPyConnection) -> None:
     session.close()
 
 
-def _sql(h: Handle, sql: str, params: list | None = None) -> pd.DataFrame:
-    text = sql.format(trips=h.trips, zones=h.zones)
-    return h.session.execute(text, params or []).df()
+# Where DuckDB spells the registry's SQL differently. Everything else runs as written:
+# positional GROUP BY, NULLS LAST, named windows, date_diff('microsecond', …), and ``/`` on
+# integers is true division (``//`` divides whole), as in the spec.
+DIALECT = (
+    Rewrite(
+        r"CAST\((\w+) AS INT\)",
+        r"CAST(trunc(\1) AS INT)",
+        "DuckDB's CAST(double AS INT) rounds (2.7 -> 3); the spec truncates toward zero",
+    ),
+    Rewrite(
+        r"\bweekday\((\w+)\)",
+        r"(isodow(\1) - 1)",
+        "DuckDB's weekday() is Sunday = 0; isodow() is Monday = 1, the spec's Monday = 0 plus one",
+    ),
+)
 
 
-def q01(h: Handle) -> pd.DataFrame:
-    return _sql(h, "SELECT payment_type, count(*) AS count FROM {trips} GROUP BY payment_type")
+def render(query: Query, h: Handle) -> str:
+    """The registry's SQL for ``query`` in DuckDB's dialect, on this load's tables.
+
+    Parameters become ``$name`` markers (DuckDB's named-parameter style; ``:name`` is not one
+    there), bound by :func:`run`: a naive datetime binds as a plain TIMESTAMP, unshifted.
+    """
+    tables = {"trips": h.trips, "zones": h.zones}
+    return render_sql(query, DIALECT, tables=tables, parameter=lambda name: f"${name}")
 
 
-def q02(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT passenger_count, avg(total_amount) AS avg_total_amount "
-        "FROM {trips} GROUP BY passenger_count",
-    )
+def run(h: Handle, query: Query) -> pd.DataFrame:
+    """Answer one query of the registry."""
+    values = {name: getattr(h.params, name) for name in query.parameters}
+    return h.session.execute(render(query, h), values).df()
 
 
-def q03(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT passenger_count, year(tpep_pickup_datetime) AS year, count(*) AS count "
-        "FROM {trips} GROUP BY ALL",
-    )
-
-
-def q04(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT passenger_count, year(tpep_pickup_datetime) AS year, "
-        "CAST(trunc(trip_distance) AS BIGINT) AS distance, count(*) AS count "
-        "FROM {trips} GROUP BY ALL "
-        "ORDER BY year, count DESC, passenger_count NULLS LAST, distance NULLS LAST",
-    )
-
-
-def q05(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT hour(tpep_pickup_datetime) AS hour, "
-        "avg(tip_amount / fare_amount) AS avg_tip_fraction "
-        "FROM {trips} WHERE fare_amount > 0 AND payment_type = 1 GROUP BY ALL",
-    )
-
-
-def q06(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT isodow(tpep_pickup_datetime) - 1 AS weekday, hour(tpep_pickup_datetime) AS hour, "
-        "count(*) AS count, avg(fare_amount) AS avg_fare_amount FROM {trips} GROUP BY ALL",
-    )
-
-
-def q07(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT count(*) AS count, sum(total_amount) AS sum_total_amount FROM {trips} "
-        "WHERE trip_distance BETWEEN 5 AND 20 AND passenger_count >= 2 "
-        "AND tpep_pickup_datetime >= ? AND tpep_pickup_datetime < ?",
-        [h.params.month_start, h.params.month_end],
-    )
-
-
-def q08(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT PULocationID, DOLocationID, count(*) AS count, "
-        "avg(trip_distance) AS avg_trip_distance, sum(total_amount) AS sum_total_amount "
-        "FROM {trips} GROUP BY ALL",
-    )
-
-
-def _need_zones(h: Handle) -> None:
-    if h.zones is None:
-        raise LookupError("the dataset has no zones table (import it with --zones)")
-
-
-def q09(h: Handle) -> pd.DataFrame:
-    _need_zones(h)
-    return _sql(
-        h,
-        "SELECT z.Borough AS borough, count(*) AS count, avg(t.fare_amount) AS avg_fare_amount "
-        "FROM {trips} t JOIN {zones} z ON t.PULocationID = z.LocationID GROUP BY ALL",
-    )
-
-
-def q10(h: Handle) -> pd.DataFrame:
-    _need_zones(h)
-    return _sql(
-        h,
-        "SELECT pz.Borough AS pickup_borough, dz.Borough AS dropoff_borough, count(*) AS count "
-        "FROM {trips} t JOIN {zones} pz ON t.PULocationID = pz.LocationID "
-        "JOIN {zones} dz ON t.DOLocationID = dz.LocationID GROUP BY ALL",
-    )
-
-
-def q11(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT trip_id, tpep_pickup_datetime, total_amount FROM {trips} "
-        f"ORDER BY total_amount DESC NULLS LAST, trip_id LIMIT {TOP_K}",
-    )
-
-
-def q12(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT PULocationID, avg(gap_us / 1e6) AS avg_gap_s FROM ("
-        "  SELECT PULocationID,"
-        "    epoch_us(tpep_pickup_datetime) - lag(epoch_us(tpep_pickup_datetime))"
-        "    OVER (PARTITION BY PULocationID ORDER BY tpep_pickup_datetime, trip_id) AS gap_us"
-        "  FROM {trips}) GROUP BY PULocationID",
-    )
+q01, q02, q03, q04, q05, q06, q07, q08, q09, q10, q11, q12 = query_functions(run)

@@ -53,13 +53,17 @@ def version() -> str:
 def start(config: EngineConfig) -> Session:
     from taskbench.engine.client import Client
     from taskbench.engine.cluster import LocalCluster
+    from taskbench.engine.options import DEFAULTS, EngineOptions
 
-    options = config.section("cluster")
+    # [cluster]: the cluster's shape, plus any EngineOptions field that departs from DEFAULTS
+    changes, shape = EngineOptions.split(config.section("cluster"))
+    unknown = set(shape) - {"n_workers", "threads_per_worker"}
+    if unknown:
+        raise ValueError(f"{config.path}: unknown [cluster] setting(s) {sorted(unknown)}")
     cluster = LocalCluster(
-        int(options.get("n_workers", config.cores)),
-        int(options.get("threads_per_worker", 1)),
-        placement=options.get("placement", "locality"),
-        stealing=bool(options.get("stealing", True)),
+        int(shape.get("n_workers", config.cores)),
+        int(shape.get("threads_per_worker", 1)),
+        options=DEFAULTS.replace(**changes),
     ).start()
     return Session(cluster, Client(cluster))
 
@@ -111,12 +115,7 @@ def q03(h: Handle) -> pd.DataFrame:
 def q04(h: Handle) -> pd.DataFrame:
     t = h.trips[["passenger_count", PICKUP, "trip_distance"]]
     t = t.assign(year=t[PICKUP].dt.year, distance=t["trip_distance"].map_partitions(np.trunc))
-    answer = _count(h, t, ["passenger_count", "year", "distance"])
-    return answer.sort_values(
-        ["year", "count", "passenger_count", "distance"],
-        ascending=[True, False, True, True],
-        na_position="last",
-    ).reset_index(drop=True)
+    return _count(h, t, ["passenger_count", "year", "distance"])  # ORDER BY: normalize() sorts
 
 
 def q05(h: Handle) -> pd.DataFrame:
@@ -220,7 +219,7 @@ def q11(h: Handle) -> pd.DataFrame:
     if len(top) < TOP_K:  # NULLS LAST, in trip_id order
         nulls = candidates[candidates["total_amount"].isna()].sort_values("trip_id")
         top = pd.concat([top, nulls.head(TOP_K - len(top))])
-    return top.reset_index(drop=True)
+    return top
 
 
 def _zone_gaps(df: pd.DataFrame) -> pd.DataFrame:
@@ -236,4 +235,4 @@ def q12(h: Handle) -> pd.DataFrame:
     by_zone = t.shuffle(on="PULocationID", npartitions=t.npartitions)
     meta = pd.DataFrame({"PULocationID": pd.Series([], dtype=t._meta["PULocationID"].dtype),
                          "avg_gap_s": pd.Series([], dtype="float64")})  # fmt: skip
-    return _run(h, by_zone.map_partitions(_zone_gaps, meta=meta)).reset_index(drop=True)
+    return _run(h, by_zone.map_partitions(_zone_gaps, meta=meta))

@@ -86,12 +86,7 @@ def q04(h: Handle) -> pd.DataFrame:
         t[PICKUP].dt.year.rename("year"),
         np.trunc(t["trip_distance"]).rename("distance"),
     ]
-    answer = _count(t.groupby(keys, dropna=False))
-    return answer.sort_values(
-        ["year", "count", "passenger_count", "distance"],
-        ascending=[True, False, True, True],
-        na_position="last",
-    ).reset_index(drop=True)
+    return _count(t.groupby(keys, dropna=False))  # the spec's ORDER BY: normalize() sorts
 
 
 def q05(h: Handle) -> pd.DataFrame:
@@ -164,7 +159,7 @@ def q11(h: Handle) -> pd.DataFrame:
     if len(top) < TOP_K:  # NULLS LAST: fill up with null totals in trip_id order
         nulls = t[t["total_amount"].isna()].sort_values("trip_id").head(TOP_K - len(top))
         top = pd.concat([top, nulls])
-    return top.reset_index(drop=True)
+    return top
 
 
 def q12(h: Handle) -> pd.DataFrame:

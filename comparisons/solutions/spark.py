@@ -1,9 +1,10 @@
 """Apache Spark: Spark SQL on a SparkSession (``local[N]`` by default, or any master URL).
 
+Each query is :data:`comparisons.queries.QUERIES`' SQL, rendered by :func:`render`; where
+Spark's dialect differs is :data:`DIALECT` (and the parameters, inlined), each with its reason.
 Notes for Spark reviewers: parquet ``timestamp[us]`` is read as ``timestamp_ntz``, and the
-session zone is UTC, so nothing is shifted. ``weekday()`` is already Monday = 0 and
-``CAST(double AS INT)`` truncates, as the spec says. Answers come back with ``toPandas()``
-(through Arrow). ``pyspark.pandas`` is not used: it does not import under pandas 3.
+session zone is UTC, so nothing is shifted. Answers come back with ``toPandas()`` (through
+Arrow). ``pyspark.pandas`` is not used: it does not import under pandas 3.
 Temporary views carry a per-load suffix, so one session can hold several datasets (tests).
 """
 
@@ -21,12 +22,15 @@ from typing import Any
 import pandas as pd
 from taskbench.comparisons.data import trip_files, zones_path
 from taskbench.comparisons.queries import (
-    TOP_K,
     TRIP_COLUMNS,
     ZONE_COLUMNS,
     Parameters,
+    Query,
+    Rewrite,
     has_zones,
     parameters,
+    query_functions,
+    render_sql,
 )
 from taskbench.comparisons.solutions import EngineConfig
 
@@ -117,10 +121,16 @@ def stop(session: Any) -> None:
     session.stop()
 
 
-def _sql(h: Handle, sql: str) -> pd.DataFrame:
-    frame = h.session.sql(sql.format(trips=h.trips, zones=h.zones))
-    with _quiet():
-        return frame.toPandas()
+# Where Spark spells the registry's SQL differently. Everything else runs as written:
+# weekday() is Monday = 0, CAST(double AS INT) truncates, ``/`` is true division and 1e6 a
+# DOUBLE literal, as in the spec.
+DIALECT = (
+    Rewrite(
+        r"date_diff\('(\w+)'",
+        r"date_diff(\1",
+        "Spark's date_diff takes its unit as a bare keyword; a quoted unit is a parse error",
+    ),
+)
 
 
 def _ntz(value: dt.datetime) -> str:
@@ -129,111 +139,20 @@ def _ntz(value: dt.datetime) -> str:
     return f"TIMESTAMP_NTZ '{value.isoformat(sep=' ')}'"
 
 
-def q01(h: Handle) -> pd.DataFrame:
-    return _sql(h, "SELECT payment_type, count(*) AS count FROM {trips} GROUP BY payment_type")
-
-
-def q02(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT passenger_count, avg(total_amount) AS avg_total_amount "
-        "FROM {trips} GROUP BY passenger_count",
+def render(query: Query, h: Handle) -> str:
+    """The registry's SQL for ``query`` in Spark's dialect, on this load's views; parameters
+    are inlined as ``TIMESTAMP_NTZ`` literals (see :func:`_ntz`)."""
+    tables = {"trips": h.trips, "zones": h.zones}
+    return render_sql(
+        query, DIALECT, tables=tables, parameter=lambda name: _ntz(getattr(h.params, name))
     )
 
 
-def q03(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT passenger_count, year(tpep_pickup_datetime) AS year, count(*) AS count "
-        "FROM {trips} GROUP BY 1, 2",
-    )
+def run(h: Handle, query: Query) -> pd.DataFrame:
+    """Answer one query of the registry."""
+    frame = h.session.sql(render(query, h))
+    with _quiet():
+        return frame.toPandas()
 
 
-def q04(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT passenger_count, year(tpep_pickup_datetime) AS year, "
-        "CAST(trip_distance AS INT) AS distance, count(*) AS count "
-        "FROM {trips} GROUP BY 1, 2, 3 "
-        "ORDER BY year, count DESC, passenger_count NULLS LAST, distance NULLS LAST",
-    )
-
-
-def q05(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT hour(tpep_pickup_datetime) AS hour, "
-        "avg(tip_amount / fare_amount) AS avg_tip_fraction "
-        "FROM {trips} WHERE fare_amount > 0 AND payment_type = 1 GROUP BY 1",
-    )
-
-
-def q06(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT weekday(tpep_pickup_datetime) AS weekday, hour(tpep_pickup_datetime) AS hour, "
-        "count(*) AS count, avg(fare_amount) AS avg_fare_amount FROM {trips} GROUP BY 1, 2",
-    )
-
-
-def q07(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT count(*) AS count, sum(total_amount) AS sum_total_amount FROM {trips} "
-        "WHERE trip_distance BETWEEN 5 AND 20 AND passenger_count >= 2 "
-        f"AND tpep_pickup_datetime >= {_ntz(h.params.month_start)} "
-        f"AND tpep_pickup_datetime < {_ntz(h.params.month_end)}",
-    )
-
-
-def q08(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT PULocationID, DOLocationID, count(*) AS count, "
-        "avg(trip_distance) AS avg_trip_distance, sum(total_amount) AS sum_total_amount "
-        "FROM {trips} GROUP BY 1, 2",
-    )
-
-
-def _need_zones(h: Handle) -> None:
-    if h.zones is None:
-        raise LookupError("the dataset has no zones table (import it with --zones)")
-
-
-def q09(h: Handle) -> pd.DataFrame:
-    _need_zones(h)
-    return _sql(
-        h,
-        "SELECT z.Borough AS borough, count(*) AS count, avg(t.fare_amount) AS avg_fare_amount "
-        "FROM {trips} t JOIN {zones} z ON t.PULocationID = z.LocationID GROUP BY 1",
-    )
-
-
-def q10(h: Handle) -> pd.DataFrame:
-    _need_zones(h)
-    return _sql(
-        h,
-        "SELECT pz.Borough AS pickup_borough, dz.Borough AS dropoff_borough, count(*) AS count "
-        "FROM {trips} t JOIN {zones} pz ON t.PULocationID = pz.LocationID "
-        "JOIN {zones} dz ON t.DOLocationID = dz.LocationID GROUP BY 1, 2",
-    )
-
-
-def q11(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT trip_id, tpep_pickup_datetime, total_amount FROM {trips} "
-        f"ORDER BY total_amount DESC NULLS LAST, trip_id LIMIT {TOP_K}",
-    )
-
-
-def q12(h: Handle) -> pd.DataFrame:
-    return _sql(
-        h,
-        "SELECT PULocationID, avg(CAST(gap_us AS DOUBLE) / 1e6) AS avg_gap_s FROM ("
-        "  SELECT PULocationID, timestampdiff(MICROSECOND, lag(tpep_pickup_datetime) OVER w,"
-        "    tpep_pickup_datetime) AS gap_us"
-        "  FROM {trips}"
-        "  WINDOW w AS (PARTITION BY PULocationID ORDER BY tpep_pickup_datetime, trip_id)"
-        ") GROUP BY PULocationID",
-    )
+q01, q02, q03, q04, q05, q06, q07, q08, q09, q10, q11, q12 = query_functions(run)

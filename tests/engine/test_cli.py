@@ -1,8 +1,7 @@
-"""The ``taskbench`` entry points, run as a user would run them (real processes, loopback)."""
+"""``taskbench engine …`` and the root command, run as a user would run them (real processes)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,17 +12,17 @@ from pathlib import Path
 import pytest
 from taskbench.engine.client import Client
 
-TASKBENCH = [sys.executable, "-m", "taskbench.engine.cli"]
+TASKBENCH = [sys.executable, "-m", "taskbench.engine.cli"]  # what LocalCluster runs
+ROOT = [sys.executable, "-m", "taskbench.cli"]  # the ``taskbench`` command
 
 
 def inc(x):
     return x + 1
 
 
-def run(*args, timeout=300, env=None):
-    return subprocess.run(
-        [*TASKBENCH, *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+def run(*args, timeout=300, env=None, root=False):
+    cmd = [*(ROOT if root else TASKBENCH), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_scheduler_and_workers_started_separately(tmp_path):
@@ -74,41 +73,44 @@ def test_scheduler_and_workers_started_separately(tmp_path):
     assert all(p.returncode is not None for p in [*workers, sched])
 
 
-def test_bench_scheduler_json_against_dask(tmp_path):
-    stream_file = tmp_path / "stream.jsonl"
-    out = run("bench", "scheduler", "--tasks", "400", "--lag-tasks", "60", "--peer-tasks",
-              "100", "--repeats", "1", "--vs", "dask", "--json", "--stream-out",
-              str(stream_file))  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout)
-    assert set(result) == {"taskbench", "dask-distributed", "dask-threaded", "meta"}
-    for engine in ("taskbench", "dask-distributed", "dask-threaded"):
-        r = result[engine]
-        assert r["independent_tasks_per_s"] > 0 and r["chain_tasks_per_s"] > 0
-        assert r["lag_p50_us"] is not None and r["lag_p50_us"] <= r["lag_p99_us"]
-    assert result["taskbench"]["independent_tasks"] == 400
-    assert result["dask-distributed"]["independent_tasks"] == 100
-    assert result["meta"]["workers"] == 2
-    lines = stream_file.read_text().splitlines()
-    assert len(lines) == 61  # a meta line and one record per 1 ms task
-
-    png = tmp_path / "stream.png"
-    plotted = run("stream", "plot", str(stream_file), "-o", str(png))
-    assert plotted.returncode == 0, plotted.stderr
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_bad_arguments_get_clear_errors(tmp_path):
-    out = run("bench", "scheduler", "--vs", "sparkle", "--tasks", "10")
-    assert out.returncode == 2 and "unknown peer" in out.stderr and "sparkle" in out.stderr
     missing = tmp_path / "nope.jsonl"
-    out = run("stream", "plot", str(missing), "-o", str(tmp_path / "x.png"))
+    out = run("stream", "plot", str(missing), "-o", str(tmp_path / "x.png"), root=True)
     assert out.returncode == 2 and str(missing) in out.stderr
+    out = run("engine", "worker", "tcp://127.0.0.1:1", "--sizeof", "exact")
+    assert out.returncode == 2 and "--sizeof" in out.stderr and "exact" in out.stderr
+
+
+def test_worker_refuses_a_bad_sizeof_in_its_environment():
+    env = {**os.environ, "TASKBENCH_SIZEOF": "exact"}
+    out = run("engine", "worker", "tcp://127.0.0.1:1", "--log-level", "WARNING", env=env)
+    assert out.returncode == 2 and "TASKBENCH_SIZEOF='exact'" in out.stderr
+
+
+def test_scheduler_flags_default_to_the_engine_options():
+    from taskbench.engine.cli import build_parser, options_from_args
+    from taskbench.engine.options import DEFAULTS
+
+    args = build_parser().parse_args(["engine", "scheduler"])
+    assert options_from_args(args) == DEFAULTS
+    args = build_parser().parse_args(["engine", "scheduler", *DEFAULTS.replace(
+        placement="random", stealing=False, seed=3, validate=True).scheduler_args()])  # fmt: skip
+    assert options_from_args(args) == DEFAULTS.replace(
+        placement="random", stealing=False, seed=3, validate=True
+    )
+
+
+def test_root_command_wires_every_layer_and_has_a_version():
+    out = run("--version", root=True)
+    assert out.returncode == 0 and out.stdout.startswith("taskbench ")
+    out = run("--help", root=True)
+    for command in ("engine", "bench", "stream", "data", "check"):
+        assert command in out.stdout
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["engine", "--help"], ["data", "--help"]])
 def test_help(argv):
-    out = run(*argv)
+    out = run(*argv, root=True)
     assert out.returncode == 0 and "usage" in out.stdout
 
 

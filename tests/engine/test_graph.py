@@ -1,6 +1,7 @@
 import operator
 import pickle
 import random
+import re
 import subprocess
 import sys
 
@@ -523,3 +524,89 @@ def test_random_wide_graph_order_is_topological():
     prio = order(deps)
     assert sorted(prio.values()) == list(range(len(deps)))
     assert all(prio[d] < prio[k] for k, ds in deps.items() for d in ds)
+
+
+# --- the column-wise path and the wire format -------------------------------------------------
+
+
+def _slow(dsk, keys, known=()):
+    from taskbench.engine.graph import _normalize_slow, _output_keys
+
+    tasks, _ = _normalize_slow(dsk, set(known))
+    _output_keys(dsk, set(known), keys)
+    return tasks
+
+
+GRAPHS = [
+    {("noop", i): (ident, i) for i in range(50)},
+    {("c", 0): 0, **{("c", i): (inc, ("c", i - 1)) for i in range(1, 50)}},
+    {("c", 0): (inc, 0), **{("c", i): (inc, ("c", i - 1)) for i in range(1, 50)}},
+    {"a": 1, "b": (add, "a", 2), "c": (add, "a", "b", "a"), "d": (ident, "b")},
+    {("x", i): (add, ("x", i - 1) if i else 0, ("y", i)) for i in range(10)}
+    | {("y", i): (inc, i) for i in range(10)},
+    {("a", i): (ident, True, 1.0, b"x", None, {"k": i}) for i in range(8)} | {1: (inc, 2)},
+    {i: (inc, i - 1) for i in range(1, 20)} | {0: 50},
+    {("t", 1, 2): (ident, ("t", 1, 2)[:2]), ("t", 1): (inc, 3)},
+]
+
+
+@pytest.mark.parametrize("dsk", GRAPHS)
+def test_fast_path_matches_per_task_scan(dsk):
+    from taskbench.engine.graph import decode_graph, encode_graph, normalize, order_graph
+
+    keys = list(dsk)
+    tasks, out = normalize_graph(dsk, keys)
+    assert tasks == _slow(dsk, keys)
+    g, out2 = normalize(dsk, keys)
+    assert out2 == out and g.specs() == tasks
+    prio = order({k: s.dependencies for k, s in tasks.items()})
+    p = order_graph(g)
+    assert (list(range(len(keys))) if p is None else p) == [prio[k] for k in keys]
+    payload = pickle.loads(cloudpickle.dumps(encode_graph(g, p)))
+    decoded, dprio = decode_graph(payload)
+    assert dprio == prio
+    assert list(decoded) == keys
+    for k, (deps, run, kind, prefix) in decoded.items():
+        assert deps == tasks[k].dependencies and run == tasks[k].run and kind == tasks[k].kind
+        assert prefix == key_prefix(k)
+        vals = dict.fromkeys(deps, 1)
+        if kind != KIND_DATA:
+            assert execute(run, kind, vals) == execute(tasks[k].run, kind, vals)
+
+
+def test_fast_path_errors_are_the_per_task_errors():
+    bad = {("a", 0): (inc, 1), ("a", 1): (1, 2), ("a", 2): (inc, ("a", 5))}
+    with pytest.raises(GraphError, match=r"task \('a', 1\) is not callable"):
+        normalize_graph(bad, [("a", 0)])
+    with pytest.raises(GraphError, match="cycle"):
+        normalize_graph({("a", i): (inc, ("a", (i + 1) % 5)) for i in range(5)}, [("a", 0)])
+    with pytest.raises(GraphError, match="depends on missing key"):
+        normalize_graph({("a", 0): (inc, 0), ("a", 1): (inc, ("a", 7))}, [("a", 1)])
+    tasks, _ = normalize_graph({("a", 0): (inc, ("k", 1))}, [("a", 0)], known_keys={("k", 1)})
+    assert tasks[("a", 0)].dependencies == (("k", 1),)
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_random_uniform_graphs_fast_equals_slow(data):
+    n = data.draw(st.integers(1, 30))
+    keys = [("k", i) for i in range(n)]
+    arg = st.one_of(st.integers(-3, 40), st.sampled_from(keys), st.just(True), st.text(max_size=2))
+    width = data.draw(st.integers(0, 3))
+    dsk = {k: (ident, *[data.draw(arg) for _ in range(width)]) for k in keys}
+    try:
+        expect = _slow(dsk, keys)
+    except GraphError as e:
+        with pytest.raises(GraphError, match=re.escape(str(e))):
+            normalize_graph(dsk, keys)
+        return
+    if any(
+        order_forward
+        for order_forward in [
+            any(keys.index(d) >= i for d in t.dependencies if d in dsk)
+            for i, t in enumerate(expect.values())
+        ]
+    ):
+        return  # may be a cycle: covered above
+    tasks, _ = normalize_graph(dsk, keys)
+    assert tasks == expect

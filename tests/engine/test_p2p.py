@@ -1,8 +1,9 @@
 """The p2p shuffle: every row exactly once, restricted unpacks, and workers dying mid-shuffle.
 
-Three layers, as in ``engine.p2p``: the scheduler's bookkeeping driven as a pure state
-machine (with a randomised model of workers, deliveries and deaths), the worker runtime's
-buffer, and whole shuffles on an in-process and a multi-process cluster, compared with the
+Three layers, as the code is split: the scheduler's bookkeeping (``engine.shuffle_state``)
+driven as a pure state machine (with a randomised model of workers, deliveries and deaths),
+the worker runtime's buffer (``engine.shuffle_runtime``), and whole shuffles
+(``engine.dataframe.p2p``) on an in-process and a multi-process cluster, compared with the
 ``tasks`` shuffle and with pandas' hash partition, partition by partition.
 """
 
@@ -23,6 +24,7 @@ from pandas.testing import assert_frame_equal
 from taskbench.engine import comm
 from taskbench.engine.client import Client
 from taskbench.engine.cluster import InProcessCluster, LocalCluster
+from taskbench.engine.dataframe.p2p import p2p_layers
 from taskbench.engine.dataframe.shuffle import (
     SHUFFLE_METHODS,
     hash_targets,
@@ -31,8 +33,9 @@ from taskbench.engine.dataframe.shuffle import (
     tasks_layers,
 )
 from taskbench.engine.local import get_sync
-from taskbench.engine.p2p import ShuffleRuntime, p2p_layers
-from taskbench.engine.state import SHUFFLE_CLIENT, SchedulerState
+from taskbench.engine.shuffle_runtime import ShuffleRuntime
+from taskbench.engine.shuffle_state import SHUFFLE_CLIENT
+from taskbench.engine.state import SchedulerState
 
 from tests.engine.dataframe.helpers import SETTINGS, frames, make_frame
 
@@ -608,7 +611,7 @@ def test_restrictions_hold_with_aggressive_stealing():
         out = df.shuffle("k", 24, method="p2p").map_partitions(_slow_len, meta=0)
         lengths = out.compute(client)
         assert lengths.sum() == len(pdf)
-        asked = [e[0] for e in cluster.scheduler.state.log if e[2] == "steal-requested"]
+        asked = [e[0] for e in cluster.scheduler.state.events if e[1] == "steal-request"]
         assert asked  # stealing was busy (inputs, map_partitions tasks) ...
         # ... and never proposed to move an unpack task
         layers = out._layers
@@ -670,7 +673,7 @@ def test_a_worker_leaving_after_the_shuffle_moves_only_its_outputs():
     "columns,encode", [("numeric", True), ("strings", True), ("strings", False)]
 )
 def test_local_cluster_p2p_matches_tasks(local, columns, encode):
-    from taskbench.engine.bench_shuffle import taxi_frame
+    from taskbench.comparisons.bench.frames import taxi_frame
 
     _cluster, client = local
     pdf = taxi_frame(20_000, 6, columns)

@@ -450,18 +450,12 @@ def test_mode_from_environment(value, mode):
     assert out.stdout.strip() == mode
 
 
-def test_bad_mode_in_environment_warns_and_samples():
+def test_bad_mode_in_environment_fails_loudly():
     env = {**os.environ, "TASKBENCH_SIZEOF": "exact"}
     code = "import taskbench.engine.sizeof as s; print(s.get_mode())"
-    out = subprocess.run(
-        [sys.executable, "-W", "always", "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    assert out.stdout.strip() == "sampled"
-    assert "TASKBENCH_SIZEOF" in out.stderr
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and out.stdout == ""
+    assert "TASKBENCH_SIZEOF='exact' is not a sizeof mode" in out.stderr
 
 
 def test_register_by_type_and_subclass():

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-from taskbench.engine.state import InvalidTransition, Msgs, SchedulerState
+from taskbench.engine.state import InvalidTransition, Msgs, SchedulerState, TaskStateName
 
 Spec = Mapping[str, Sequence[str]]
 
@@ -783,6 +783,107 @@ def test_impossible_transition_raises():
     assert ts.state == "memory"
 
 
+def test_forgotten_is_refused_from_any_state_but_released():
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x")
+    ts = state.tasks["x"]
+    with pytest.raises(InvalidTransition, match="Impossible transition from memory to forgotten"):
+        state._transition(ts, "forgotten", "bad", {})
+    with pytest.raises(InvalidTransition, match="from memory to forgotten"):
+        state._transitions_loop({"x": "forgotten"}, "bad")  # a recommendation is no excuse
+    assert ts.state == "memory" and state.story("x")[-1][1:3] == ("processing", "memory")
+
+
+def test_every_pair_outside_the_table_raises():
+    names = ("released", "waiting", "no-worker", "processing", "memory", "erred", "forgotten")
+    table = make_state(["A"])._transitions
+    for start in names[:-1]:
+        for finish in names:
+            if (start, finish) in table or start == finish:
+                continue
+            state = make_state(["A"])
+            ts = state.tasks.setdefault("t", _task_in(state, start))
+            with pytest.raises(InvalidTransition):
+                state._transition(ts, finish, "bad", {})
+            assert ts.state == start
+
+
+def _task_in(state: SchedulerState, name: str) -> Any:
+    from taskbench.engine.state import TaskState
+
+    ts = TaskState("t", "t", "run-t", 0, 0)
+    ts.state = name
+    return ts
+
+
+def test_a_transition_that_ends_elsewhere_fails_validation(monkeypatch):
+    state = make_state(["A"])
+    submit(state, {"x": []}, ["x"])
+    finish(state, "A", "x")
+
+    def wrong(ts, recs):  # asked for released, ends in erred
+        ts.state = "erred"
+
+    monkeypatch.setitem(state._transitions, ("memory", "released"), wrong)
+    with pytest.raises(AssertionError, match="memory -> released ended in erred"):
+        state._transition(state.tasks["x"], "released", "bad", {})
+
+
+def test_a_task_ready_with_no_worker_goes_to_no_worker_not_processing():
+    state = make_state([])
+    submit(state, {"a": [], "b": ["a"]}, ["b"], sid="g")
+    # a is ready: its recommendation to run is decided when applied, so the log shows the
+    # pair it took; b waits for a and was never recommended to run
+    assert [e[1:3] for e in state.story("a")] == [("released", "waiting"), ("waiting", "no-worker")]
+    assert [e[1:3] for e in state.story("b")] == [("released", "waiting")]
+    state.add_worker("A", 1, stimulus_id="join")
+    assert state.story("a")[-1][1:] == ("no-worker", "processing", "join")
+
+
+def test_a_steal_is_a_processing_to_processing_transition():
+    state = make_state(["A", "B"])
+    submit(state, {"load": [], **{f"work-{i}": ["load"] for i in range(4)}}, ["work-0"])
+    submit(state, {"load": [], **{f"work-{i}": ["load"] for i in range(4)}}, [
+        f"work-{i}" for i in range(4)
+    ])  # fmt: skip
+    finish(state, "A", "load", nbytes=1000)
+    state.durations["work"] = 1.0
+    wm, _ = state.balance(10.0, stimulus_id="tick")
+    asked = wm["A"][0]["keys"]
+    taken, refused = asked[0], asked[-1] if len(asked) > 1 else None
+    wm, _ = state.steal_response("A", taken, True, stimulus_id="given")
+    assert where(state, taken) == "B" and computed(wm) == {"B": [taken]}
+    assert state.story(taken)[-1] == (taken, "processing", "processing", "given")
+    assert [e[1:] for e in state.events_of(taken)] == [
+        ("steal-request", ("A", "B"), "tick"),
+        ("stolen", ("A", "B"), "given"),
+    ]
+    if refused is not None:
+        log_before = list(state.log)
+        assert state.steal_response("A", refused, False, stimulus_id="no") == ({}, {})
+        assert list(state.log) == log_before  # a refusal is not a transition
+        assert state.events_of(refused)[-1][1] == "steal-refused"
+    real = set(TaskStateName.__args__)
+    assert all(e[1] in real and e[2] in real for e in state.log)
+
+
+def test_a_steal_to_a_thief_that_left_is_placed_afresh_as_one_transition():
+    state = make_state(["A", "B", "C"])
+    submit(state, {"load": [], **{f"work-{i}": ["load"] for i in range(6)}}, [
+        f"work-{i}" for i in range(6)
+    ])  # fmt: skip
+    finish(state, "A", "load", nbytes=1000)
+    state.durations["work"] = 1.0
+    wm, _ = state.balance(10.0, stimulus_id="tick")
+    key = wm["A"][0]["keys"][0]
+    thief = state.steals[state.tasks[key]][1].address
+    state.remove_worker(thief, stimulus_id="bye")
+    state.steal_response("A", key, True, stimulus_id="resp")
+    assert where(state, key) != thief
+    assert state.story(key)[-1][1:] == ("processing", "processing", "resp")
+
+
 def test_story_lists_transitions_with_stimulus_ids():
     state = make_state(["A"])
     submit(state, {"a": [], "b": ["a"]}, ["b"], sid="graph-1")
@@ -841,8 +942,11 @@ class FakeWorker:
 class Simulation:
     """Feeds a SchedulerState random events and checks its messages against fake workers."""
 
-    def __init__(self, rnd: random.Random, spec: dict[str, list[str]], n_workers: int) -> None:
+    def __init__(
+        self, rnd: random.Random, spec: dict[str, list[str]], n_workers: int, notes: bool = True
+    ) -> None:
         self.rnd = rnd
+        self.notes = notes  # hypothesis notes: only inside a hypothesis test
         self.spec = spec
         self.state = SchedulerState(validate=True)
         self.workers: dict[str, FakeWorker] = {}
@@ -851,6 +955,8 @@ class Simulation:
         self.wanted: dict[str, set[str]] = {}  # client -> keys it still wants
         self.results: dict[str, dict[str, str]] = {}  # client -> {key: "memory" | "erred"}
         self.events: list[str] = []
+        # steal answers on their way to the scheduler: (victim, key, gave it up)
+        self.steal_answers: list[tuple[str, str, bool]] = []
         for _ in range(n_workers):
             self.add_worker()
 
@@ -862,7 +968,8 @@ class Simulation:
 
     def event(self, what: str, *args: Any) -> None:
         self.events.append(f"{what}{args!r}")
-        note(f"{what}{args!r}")
+        if self.notes:
+            note(f"{what}{args!r}")
         method = getattr(self.state, what)
         msgs = method(*args, stimulus_id=self._sid(what))
         self.deliver(*msgs)
@@ -878,6 +985,13 @@ class Simulation:
                         fw.data.discard(key)
                         fw.secret.discard(key)
                         fw.tasks.pop(key, None)
+                elif msg["op"] == "steal-request":
+                    # the worker answers at once; the answer reaches the scheduler later
+                    for key in msg["keys"]:
+                        gave_up = key in fw.tasks and self.rnd.random() < 0.75
+                        if gave_up:
+                            del fw.tasks[key]
+                        self.steal_answers.append((addr, key, gave_up))
                 else:
                     assert msg["op"] == "compute", msg
                     assert len(msg["runs"]) == len(msg["tasks"])
@@ -908,7 +1022,10 @@ class Simulation:
             for ws in ts.who_has:
                 assert key in self.workers[ws.address].data, (key, ws.address)
             if ts.state == "processing":
-                assert key in self.workers[ts.processing_on.address].tasks, key
+                addr = ts.processing_on.address
+                # given up to a steal, and the scheduler does not know it yet
+                in_flight = (addr, key, True) in self.steal_answers
+                assert key in self.workers[addr].tasks or in_flight, key
         for client, keys in self.wanted.items():
             for key in keys:
                 assert client in (state.tasks[key].who_wants or ()), (client, key)
@@ -950,6 +1067,15 @@ class Simulation:
         del self.results[client]
         self.event("remove_client", client)
 
+    def balance(self) -> None:
+        """A balance tick; with most of a graph queued, it asks idle workers to steal."""
+        self.event("balance", float(self.sid))
+
+    def answer_steal(self) -> None:
+        """One steal answer reaches the scheduler (possibly stale, or from a dead worker)."""
+        answer = self.steal_answers.pop(self.rnd.randrange(len(self.steal_answers)))
+        self.event("steal_response", *answer)
+
     def runnable(self) -> list[tuple[str, str]]:
         """(worker, key) pairs a worker could start: no input is still running there."""
         out = []
@@ -989,7 +1115,7 @@ class Simulation:
                 del fw.tasks[key]
                 fw.data.add(key)
                 fw.secret.discard(key)
-                done.append((key, self.rnd.randrange(1, 10**6), 0.001))
+                done.append((key, self.rnd.randrange(1, 10**6), self.rnd.choice([0.001, 0.05])))
                 continue
             if done:
                 self.event("tasks_finished", addr, done)
@@ -1057,6 +1183,10 @@ class Simulation:
             self.stale_report()
         elif roll < 0.14 and not self.workers and self.state.unrunnable:
             self.event("fail_unrunnable", "no workers for a while")
+        elif roll < 0.20:
+            self.balance()
+        elif roll < 0.28 and self.steal_answers:
+            self.answer_steal()
         else:
             ready = self.runnable()
             if not ready:
@@ -1069,6 +1199,9 @@ class Simulation:
     def settle(self) -> None:
         """Run everything left to completion on the workers there are (or one new one)."""
         for _ in range(10_000):
+            if self.steal_answers:
+                self.answer_steal()
+                continue
             ready = self.runnable()
             if ready:
                 self.run_batch(self.rnd.choice(ready)[0], 3, 0.0)
@@ -1080,6 +1213,30 @@ class Simulation:
             assert not busy, f"stuck: {busy} but no worker can run anything"
             return
         raise AssertionError("did not settle")
+
+
+def test_random_runs_log_only_table_pairs_and_do_steal():
+    """Seeded runs of the simulation below: every log entry is a pair of the table (ending in
+    its finish state is checked by ``validate`` inside each transition), steals included."""
+    seen: set[tuple[str, str]] = set()
+    steals = 0
+    for seed in range(40):
+        rnd = random.Random(seed)
+        spec = random_dag(rnd, rnd.randint(5, 40))
+        sinks = [k for k in spec if not any(k in deps for deps in spec.values())]
+        sim = Simulation(rnd, spec, rnd.randint(2, 3), notes=False)
+        sim.submit("c1", sinks)
+        for _ in range(3 * len(spec)):
+            sim.step(0.02)
+        sim.settle()
+        sim.release("c1", sorted(sim.wanted["c1"]))
+        table = sim.state._transitions
+        for _key, start, finish, _sid in sim.state.log:
+            assert (start, finish) in table, (start, finish)
+        seen |= {(start, finish) for _key, start, finish, _sid in sim.state.log}
+        steals += sum(1 for e in sim.state.events if e[1] == "stolen")
+    assert steals > 0 and ("processing", "processing") in seen
+    assert {("waiting", "processing"), ("processing", "memory"), ("released", "forgotten")} <= seen
 
 
 def random_dag(rnd: random.Random, n: int) -> dict[str, list[str]]:

@@ -1,6 +1,6 @@
 """``taskbench bench shuffle``: one hash shuffle of the same frame on every engine, in one run.
 
-Every engine gets the same taxi-like frame (`taxi_partition`, seeded per partition), made in
+Every engine gets the same taxi-like frame (`frames.taxi_partition`, seeded per partition), made in
 memory on its own workers before the clock starts, the same number of worker processes and
 cores (2 × 1 thread; Spark ``local[2]``), and the same work: hash-partition the frame on
 ``--on`` into ``--partitions`` partitions and touch every output row. Timed is the shuffle
@@ -20,9 +20,12 @@ hash-partition the whole frame in memory into P partitions (`partition_by_hash`,
 of the repeats), measured in this run. MB/s is the frame's in-memory size (pandas, deep) ÷
 time. Each engine runs the shuffle ``--repeats`` times; the first run is reported as cold,
 the median of the rest as the time. Peak memory is the workers' summed peak RSS during the
-shuffle (Linux peak counters are reset first); ``mem/data`` is that peak less the workers'
-RSS before the data was made (after a warm-up), over the frame's size: input and output both
-live at the peak, so 2 is the floor for a shuffle that copies.
+shuffle (Linux peak counters are reset first; Spark's JVM with its Python workers); ``mem/data``
+is that peak less the workers' RSS before the data was made (after a warm-up), over the frame's
+size: input and output both live at the peak, so 2 is the floor for a shuffle that copies.
+
+The workers unpickle their tasks (`frames.taxi_item`) by reference to
+``taskbench.comparisons.bench.frames``, which they import; it needs numpy and pandas only.
 """
 
 from __future__ import annotations
@@ -39,137 +42,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from taskbench.comparisons.argtypes import parse_rows, positive_int
+from taskbench.comparisons.bench.frames import (
+    COLUMN_SETS,
+    STRINGS,
+    frame_bytes,
+    partition_rows,
+    taxi_frame,
+    taxi_item,
+    taxi_partition,
+)
+from taskbench.comparisons.bench.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from taskbench.comparisons.bench.record import (
+    BenchResult,
+    collect,
+    find,
+    fmt,
+    format_table,
+    run_metadata,
+    to_document,
+)
+from taskbench.engine.options import SIZEOF_MODES
 
-SEED = 42
-ZONES = 265
-NUMERIC = "numeric"
-STRINGS = "strings"
-COLUMN_SETS = (NUMERIC, STRINGS)
-_EPOCH = np.datetime64("2015-01-01T00:00:00", "us")
-_MONTH_US = 31 * 86_400 * 10**6
-
-
-def _hex_strings(rng: np.random.Generator, n: int, width: int = 32) -> np.ndarray:
-    """``n`` distinct-object random hex strings of ``width`` chars, as an object array."""
-    digits = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
-    text = digits[rng.integers(0, 16, n * width)].tobytes().decode("ascii")
-    out = np.empty(n, dtype=object)
-    out[:] = [text[i : i + width] for i in range(0, n * width, width)]
-    return out
-
-
-def taxi_partition(
-    index: int, rows: int, columns: str = STRINGS, seed: int = SEED, nparts: int = 0
-) -> pd.DataFrame:
-    """Partition ``index`` of a taxi-like frame: ``rows`` trips, deterministic for the seed.
-
-    numeric: vendor, pickup/dropoff times, passengers, distance, zones, payment type, fare,
-    tip, total and a unique ``trip_id`` (``index * rows + row``); strings adds
-    ``store_and_fwd_flag`` (Y/N) and the 2013 files' ``medallion`` and ``hack_license``
-    (32-char hex), as object columns with one Python string per row, as pandas reads CSV.
-    """
-    if columns not in COLUMN_SETS:
-        raise ValueError(f"columns must be one of {COLUMN_SETS}, got {columns!r}")
-    rng = np.random.default_rng([seed, index])
-    pickup = _EPOCH + rng.integers(0, _MONTH_US, rows).astype("timedelta64[us]")
-    duration = (rng.gamma(2.0, 400.0, rows) * 1e6).astype("timedelta64[us]")
-    distance = np.round(rng.gamma(1.5, 2.0, rows), 2)
-    fare = np.round(2.5 + 2.5 * distance + rng.normal(0, 1, rows).clip(-2, 5), 2)
-    tip = np.round(fare * rng.choice([0.0, 0.15, 0.2, 0.25], rows), 2)
-    data: dict[str, Any] = {
-        "VendorID": rng.integers(1, 3, rows, dtype=np.int32),
-        "tpep_pickup_datetime": pickup,
-        "tpep_dropoff_datetime": pickup + duration,
-        "passenger_count": rng.choice(np.array([1, 1, 1, 1, 2, 2, 3, 5, 6], np.int32), rows),
-        "trip_distance": distance,
-        "PULocationID": rng.integers(1, ZONES + 1, rows, dtype=np.int32),
-        "DOLocationID": rng.integers(1, ZONES + 1, rows, dtype=np.int32),
-        "payment_type": rng.choice(np.array([1, 1, 2, 3], np.int32), rows),
-        "fare_amount": fare,
-        "tip_amount": tip,
-        "total_amount": np.round(fare + tip + 0.8, 2),
-        "trip_id": np.arange(index * rows, (index + 1) * rows, dtype=np.int64),
-    }
-    if columns == STRINGS:
-        flags = np.array(["N", "Y"], dtype=object)
-        data["store_and_fwd_flag"] = flags[(rng.random(rows) < 0.01).astype(np.intp)]
-        data["medallion"] = _hex_strings(rng, rows)
-        data["hack_license"] = _hex_strings(rng, rows)
-    df = pd.DataFrame(data)
-    for col in ("store_and_fwd_flag", "medallion", "hack_license"):
-        if col in df:
-            df[col] = df[col].astype(object)
-    return df
+PEERS = ("dask", "spark")
 
 
-def partition_rows(rows: int, nparts: int) -> list[int]:
-    """Rows of each of ``nparts`` partitions: as equal as possible, summing to ``rows``."""
-    return [rows * (i + 1) // nparts - rows * i // nparts for i in range(nparts)]
-
-
-def taxi_frame(rows: int, nparts: int, columns: str = STRINGS, seed: int = SEED) -> pd.DataFrame:
-    """The whole frame the engines shuffle: the concatenation of its partitions."""
-    sizes = partition_rows(rows, nparts)
-    parts = [taxi_partition(i, n, columns, seed) for i, n in enumerate(sizes)]
-    return pd.concat(parts, ignore_index=True)
-
-
-def parse_rows(text: str) -> int:
-    """``1M``, ``10M``, ``500k``, ``1e6`` or ``1000000`` as an int."""
-    t = text.strip().lower().replace("_", "").replace(",", "")
-    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(t[-1:], 1)
-    if scale != 1:
-        t = t[:-1]
-    try:
-        value = float(t) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a row count: {text!r}") from None
-    if value < 1 or value != int(value):
-        raise argparse.ArgumentTypeError(f"not a positive row count: {text!r}")
-    return int(value)
-
-
-# ---------------------------------------------------------------- memory
-
-
-def reset_peak_rss(pid: int | None = None) -> bool:
-    """Reset a process's peak RSS counter (Linux ``clear_refs``); False where unsupported."""
-    path = f"/proc/{pid or 'self'}/clear_refs"
-    try:
-        with open(path, "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_bytes(pid: int | None, field: str) -> int | None:
-    try:
-        with open(f"/proc/{pid or 'self'}/status") as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_bytes(pid: int | None = None) -> int | None:
-    """A process's peak RSS since start or the last reset (VmHWM), or None."""
-    return _status_bytes(pid, "VmHWM:")
-
-
-def rss_bytes(pid: int | None = None) -> int | None:
-    """A process's resident set now (VmRSS), or None."""
-    return _status_bytes(pid, "VmRSS:")
-
-
-def _total(values: list) -> int | None:
+def _total(values: list[int | None]) -> int | None:
     return None if not values or any(v is None for v in values) else sum(values)
-
-
-def frame_bytes(df: pd.DataFrame) -> int:
-    return int(df.memory_usage(deep=True, index=True).sum())
 
 
 # ---------------------------------------------------------------- baseline
@@ -193,18 +92,6 @@ def time_pandas(df: pd.DataFrame, on: str, nparts: int, repeats: int) -> dict:
     return {"times": times, "seconds": min(times), "lengths": lengths}
 
 
-def _summary(times: list[float], data_bytes: int, baseline: float) -> dict:
-    hot = times[1:] or times
-    seconds = statistics.median(hot)
-    return {
-        "seconds": seconds,
-        "cold_seconds": times[0],
-        "runs": times,
-        "mb_per_s": data_bytes / seconds / 1e6,
-        "overhead_ratio": seconds / baseline,
-    }
-
-
 # ---------------------------------------------------------------- taskbench
 
 
@@ -220,7 +107,7 @@ def run_engine(
     stealing: bool = True,
     options: dict | None = None,
 ) -> dict:
-    """The engine's shuffle on a fresh LocalCluster with ``TASKBENCH_SIZEOF=sizeof_mode``."""
+    """The engine's shuffle on a fresh LocalCluster; its workers size results by ``sizeof_mode``."""
     from taskbench.engine.client import Client
     from taskbench.engine.cluster import LocalCluster
     from taskbench.engine.dataframe import from_map, from_pandas
@@ -228,30 +115,28 @@ def run_engine(
     sizes = partition_rows(rows, nparts)
     meta = taxi_partition(0, 0, columns)
     from_pandas(meta, 1).shuffle(on, 1, method=method)  # NotImplementedError before any cluster
-    env = {"TASKBENCH_SIZEOF": sizeof_mode}
-    cluster = LocalCluster(workers, 1, env=env, stealing=stealing)
+    cluster = LocalCluster(workers, 1, sizeof=sizeof_mode, stealing=stealing)
     with cluster, Client(cluster) as client:
         # warm up (imports on the workers) before the idle memory is read
-        warm = from_map(_taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
+        warm = from_map(taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
         warm.shuffle(on, 2, method=method).map_partitions(len).compute()
         pids = [p.pid for p in cluster.worker_processes]
-        idle = _total([rss_bytes(pid) for pid in pids])
-        frame = from_map(_taxi_item, list(enumerate(sizes)), meta=meta, column_set=columns)
+        idle = rss_bytes(*pids)
+        frame = from_map(taxi_item, list(enumerate(sizes)), meta=meta, column_set=columns)
         frame = frame.persist()
         total = int(frame.length().compute())
         if total != rows:
             raise RuntimeError(f"the engine made {total} rows, expected {rows}")
         times, lengths, streams, peaks = [], None, [], []
         for _ in range(max(repeats, 1)):
-            for pid in pids:
-                reset_peak_rss(pid)
+            reset_peak_rss(*pids)
             start = client.stream_position()
             t0 = time.perf_counter()
             shuffled = frame.shuffle(on, nparts, method=method, **(options or {}))
             lengths = shuffled.map_partitions(len).compute()
             times.append(time.perf_counter() - t0)
             streams.append(client.task_stream(start))
-            peaks.append(_total([peak_rss_bytes(pid) for pid in pids]))
+            peaks.append(peak_rss_bytes(*pids))
     stream = streams[-1]
     lags = stream.lag_percentiles((50, 90, 99))
     return {
@@ -265,11 +150,6 @@ def run_engine(
         "peak_worker_rss_bytes": peaks[-1],
         "idle_worker_rss_bytes": idle,
     }
-
-
-def _taxi_item(item: tuple[int, int], column_set: str) -> pd.DataFrame:
-    index, rows = item
-    return taxi_partition(index, rows, column_set)
 
 
 # ---------------------------------------------------------------- dask
@@ -305,12 +185,12 @@ def run_dask(
         ) as cluster,
         Client(cluster) as client,
     ):
-        warm = dd.from_map(_taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
+        warm = dd.from_map(taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
         for method in methods:
             with contextlib.suppress(Exception):
                 warm.shuffle(on, npartitions=2, shuffle_method=method).map_partitions(len).compute()
         idle = _total(list(client.run(_worker_rss).values()))
-        ddf = dd.from_map(_taxi_item, list(enumerate(sizes)), meta=meta, column_set=columns)
+        ddf = dd.from_map(taxi_item, list(enumerate(sizes)), meta=meta, column_set=columns)
         ddf = ddf.persist()
         wait(ddf)
         for method in methods:
@@ -438,8 +318,38 @@ def _spark_jvm_pid(spark: Any) -> int | None:
 # ---------------------------------------------------------------- command
 
 
-def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
-    """Every requested engine on the same frame; one result object keyed by engine."""
+def _timings(
+    label: str, times: list[float], data_bytes: int, baseline: float, meta: dict, **params: Any
+) -> list[BenchResult | None]:
+    """Hot runs (run 1 is cold; the median of the rest is the time), MB/s and overhead."""
+    hot = times[1:] or times
+    seconds = statistics.median(hot)
+    return [
+        BenchResult.of("seconds", label, hot, meta, **params),
+        BenchResult.of("cold_seconds", label, times[0], meta, **params),
+        BenchResult.of("mb_per_s", label, data_bytes / seconds / 1e6, meta, **params),
+        BenchResult.of("overhead_ratio", label, seconds / baseline, meta, **params),
+    ]
+
+
+def _memory(
+    label: str, r: dict, data_bytes: int, meta: dict, **params: Any
+) -> list[BenchResult | None]:
+    peak, idle = r.get("peak_worker_rss_bytes"), r.get("idle_worker_rss_bytes")
+    over = None if peak is None or idle is None else (peak - idle) / data_bytes
+    return [
+        BenchResult.of("peak_worker_rss_bytes", label, peak, meta, **params),
+        BenchResult.of("idle_worker_rss_bytes", label, idle, meta, **params),
+        BenchResult.of("memory_over_data", label, over, meta, **params),
+    ]
+
+
+def measure(
+    args: argparse.Namespace, log: Callable[[str], None], metadata: dict[str, Any] | None = None
+) -> tuple[list[BenchResult], dict[str, Any]]:
+    """Every requested engine on the same frame: the records, and the run's parameters
+    (with ``not_measured``: engine -> why, for an engine that could not run)."""
+    meta = metadata if metadata is not None else run_metadata()
     rows, nparts, on, columns = args.rows, args.partitions, args.on, args.columns
     peers = [p for p in (args.vs or "").split(",") if p]
     log(f"building the frame: {rows:,} rows, {columns}")
@@ -447,21 +357,20 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     if on not in df.columns:
         raise SystemExit(f"taskbench: --on {on!r} is not a column; columns are {list(df.columns)}")
     data_bytes = frame_bytes(df)
+    frame = {"rows": rows, "partitions": nparts, "on": on, "columns": columns}
     log(f"pandas baseline: hash-partitioning {data_bytes / 1e6:,.0f} MB into {nparts}")
     base = time_pandas(df, on, nparts, args.repeats)
     del df
     baseline = base["seconds"]
-    results: dict[str, Any] = {
-        "pandas": {
-            "seconds": baseline,
-            "runs": base["times"],
-            "mb_per_s": data_bytes / baseline / 1e6,
-            "overhead_ratio": 1.0,
-        }
-    }
+    out: list[BenchResult | None] = [
+        BenchResult.of("seconds", "pandas", base["times"], meta, "min", **frame),
+        BenchResult.of("mb_per_s", "pandas", data_bytes / baseline / 1e6, meta, **frame),
+        BenchResult.of("overhead_ratio", "pandas", 1.0, meta, **frame),
+    ]
+    not_measured: dict[str, str] = {}
     expected = base["lengths"]
     for method in args.methods.split(","):
-        for mode in args.sizeof.split(","):
+        for mode in args.sizeof:
             label = f"taskbench-{method}" + ("" if mode == "sampled" else f"-{mode}")
             log(f"{label}: shuffling on a 2-worker LocalCluster (sizeof {mode})")
             try:
@@ -471,147 +380,158 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                     options={"encode_strings": False} if args.pickle_strings else None,
                 )  # fmt: skip
             except NotImplementedError as e:
-                results[label] = {"available": False, "error": str(e)}
+                not_measured[label] = str(e)
                 continue
             if r["lengths"] != expected:
                 raise RuntimeError(f"{label}: partition sizes differ from pandas' hash partition")
-            results[label] = {**_summary(r.pop("times"), data_bytes, baseline), **r}
-            results[label]["sizeof_mode"] = mode
+            params = {**frame, "method": method, "sizeof": mode}
+            out += _timings(label, r["times"], data_bytes, baseline, meta, **params)
+            out += [
+                BenchResult.of(name, label, r[name], meta, **params)
+                for name in ("tasks", "lag_p50_us", "lag_p90_us", "lag_p99_us", "sizeof_seconds")
+            ]
+            out += _memory(label, r, data_bytes, meta, **params)
     if "dask" in peers:
         log("dask: shuffling on distributed.LocalCluster(2 × 1 thread)")
         for method, r in run_dask(
             rows, nparts, on, columns, ["tasks", "p2p"], args.repeats
         ).items():
+            label = f"dask-{method}"
             if "error" in r:
-                results[f"dask-{method}"] = r
+                not_measured[label] = r["error"]
                 continue
             if sum(r["lengths"]) != rows:
-                raise RuntimeError(f"dask-{method} lost rows: {sum(r['lengths'])} of {rows}")
-            results[f"dask-{method}"] = {**_summary(r.pop("times"), data_bytes, baseline), **r}
+                raise RuntimeError(f"{label} lost rows: {sum(r['lengths'])} of {rows}")
+            params = {**frame, "method": method}
+            out += _timings(label, r["times"], data_bytes, baseline, meta, **params)
+            out += _memory(label, r, data_bytes, meta, **params)
     if "spark" in peers:
         log("spark: repartition on local[2]")
         r = run_spark(rows, nparts, on, columns, args.repeats, args.spark_memory)
         if sum(r["lengths"]) != rows:
             raise RuntimeError(f"spark lost rows: {sum(r['lengths'])} of {rows}")
-        results["spark"] = {**_summary(r.pop("times"), data_bytes, baseline), **r}
-    for r in results.values():
-        r.pop("lengths", None)
-        peak, idle = r.get("peak_worker_rss_bytes"), r.get("idle_worker_rss_bytes")
-        if peak is not None and idle is not None:
-            r["memory_over_data"] = (peak - idle) / data_bytes
-    results["meta"] = {
-        "rows": rows,
-        "partitions": nparts,
-        "on": on,
-        "columns": columns,
+        params = {**frame, "driver_memory": r["driver_memory"]}
+        out += _timings("spark", r["times"], data_bytes, baseline, meta, **params)
+        out += _memory("spark", r, data_bytes, meta, **params)
+    run = {
+        **frame,
         "data_bytes": data_bytes,
         "repeats": args.repeats,
         "engine_stealing": not args.no_stealing,
         "engine_string_transit": "pickle" if args.pickle_strings else "arrow",
         "workers": 2,
         "threads_per_worker": 1,
-        "machine": _machine(),
+        "not_measured": not_measured,
     }
-    return results
+    return collect(out), run
 
 
-def _machine() -> dict:
-    from taskbench.engine.bench import machine
+COLUMNS = [
+    ("time s", "seconds", "{:.3f}"),
+    ("cold s", "cold_seconds", "{:.3f}"),
+    ("MB/s", "mb_per_s", "{:,.0f}"),
+    ("overhead", "overhead_ratio", "{:.2f}"),
+    ("lag p50 µs", "lag_p50_us", "{:,.0f}"),
+    ("lag p99 µs", "lag_p99_us", "{:,.0f}"),
+    ("sizeof s", "sizeof_seconds", "{:.3f}"),
+    ("peak MB", "peak_worker_rss_bytes", "{:,.0f}"),
+    ("mem/data", "memory_over_data", "{:.2f}"),
+]
 
-    return machine()
 
-
-def _fmt(value: Any, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-def format_table(results: dict) -> str:
-    meta = results["meta"]
+def format_results(results: list[BenchResult], run: dict[str, Any], cores: Any = "?") -> str:
+    """The table (one row per engine), what was shuffled, and the best engine's ratios."""
     lines = [
-        f"{meta['rows']:,} taxi-like rows ({meta['columns']}), {meta['data_bytes'] / 1e6:,.0f} MB "
-        f"in memory, hash shuffle on {meta['on']!r} {meta['partitions']} -> "
-        f"{meta['partitions']} partitions; 2 worker processes × 1 thread "
-        f"(Spark local[2]); {machine_cores(meta)} cores",
+        f"{run['rows']:,} taxi-like rows ({run['columns']}), {run['data_bytes'] / 1e6:,.0f} MB "
+        f"in memory, hash shuffle on {run['on']!r} {run['partitions']} -> "
+        f"{run['partitions']} partitions; 2 worker processes × 1 thread "
+        f"(Spark local[2]); {cores} cores",
         "time = median of hot runs (cold = run 1); overhead = time / pandas hash-partition"
-        + ("" if meta.get("engine_stealing", True) else "; engine work stealing OFF")
-        + ("; engine pickles strings" if meta.get("engine_string_transit") == "pickle" else ""),
+        + ("" if run.get("engine_stealing", True) else "; engine work stealing OFF")
+        + ("; engine pickles strings" if run.get("engine_string_transit") == "pickle" else ""),
         "",
-        f"{'engine':<24}{'time s':>9}{'cold s':>9}{'MB/s':>9}{'overhead':>10}"
-        f"{'lag p50 µs':>12}{'lag p99 µs':>12}{'sizeof s':>10}{'peak MB':>10}{'mem/data':>10}",
     ]
-    for name, r in results.items():
-        if name == "meta":
-            continue
-        if "seconds" not in r:
-            reason = r.get("error", "not available").split(": it ")[0]
-            lines.append(f"{name:<24}  not measured: {reason}")
-            continue
-        peak = r.get("peak_worker_rss_bytes")
-        lines.append(
-            f"{name:<24}{r['seconds']:>9.3f}{_fmt(r.get('cold_seconds'), '{:.3f}'):>9}"
-            f"{r['mb_per_s']:>9,.0f}{r['overhead_ratio']:>10.2f}"
-            f"{_fmt(r.get('lag_p50_us'), '{:,.0f}'):>12}{_fmt(r.get('lag_p99_us'), '{:,.0f}'):>12}"
-            f"{_fmt(r.get('sizeof_seconds'), '{:.3f}'):>10}"
-            f"{_fmt(None if peak is None else peak / 1e6, '{:,.0f}'):>10}"
-            f"{_fmt(r.get('memory_over_data'), '{:.2f}'):>10}"
-        )
+    engines = list(dict.fromkeys(r.engine for r in results))
+    rows: list[list[str]] = []
+    for e in engines:
+        cells = []
+        for _, name, spec in COLUMNS:
+            value = find(results, name, e)
+            if name == "peak_worker_rss_bytes" and value is not None:
+                value /= 1e6
+            cells.append(fmt(value, spec))
+        rows.append([e, *cells])
+    for e, reason in run.get("not_measured", {}).items():
+        rows.append([f"{e:<24}  not measured: {reason.split(': it ')[0]}"])
+    lines.append(format_table(["engine", *(c[0] for c in COLUMNS)], rows, min_width=8))
     best = _best_engine(results)
     if best:
         for peer in ("dask-p2p", "dask-tasks", "spark"):
-            r = results.get(peer)
-            if r and "seconds" in r:
-                ratio = r["seconds"] / results[best]["seconds"]
+            theirs = find(results, "seconds", peer)
+            if theirs is not None:
+                ratio = theirs / find(results, "seconds", best)
                 lines.append(f"{best} vs {peer}: ×{ratio:.2f} faster (same frame, same run)")
     return "\n".join(lines)
 
 
-def machine_cores(meta: dict) -> Any:
-    return meta.get("machine", {}).get("cores", "?")
-
-
-def _best_engine(results: dict) -> str | None:
+def _best_engine(results: list[BenchResult]) -> str | None:
     ours = [
-        (r["seconds"], name)
-        for name, r in results.items()
-        if name.startswith("taskbench") and "seconds" in r and r.get("sizeof_mode") == "sampled"
-    ]
+        (r.value, r.engine)
+        for r in results
+        if r.name == "seconds" and r.engine.startswith("taskbench")
+        and r.params.get("sizeof") == "sampled"
+    ]  # fmt: skip
     return min(ours)[1] if ours else None
+
+
+def _sizeof_modes(text: str) -> list[str]:
+    """``--sizeof``: a comma list of engine sizeof modes; an unknown one is an argparse error."""
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in SIZEOF_MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(
+            f"unknown sizeof mode(s) {bad or [text]}; choose from {', '.join(SIZEOF_MODES)}"
+        )
+    return list(dict.fromkeys(modes))
 
 
 def cmd_shuffle(args: argparse.Namespace) -> int:
     peers = [p for p in (args.vs or "").split(",") if p]
-    unknown = set(peers) - {"dask", "spark"}
+    unknown = set(peers) - set(PEERS)
     if unknown:
-        print(f"taskbench: unknown peer(s) {sorted(unknown)}; known: dask, spark", file=sys.stderr)
+        known = ", ".join(PEERS)
+        print(f"taskbench: unknown peer(s) {sorted(unknown)}; known: {known}", file=sys.stderr)
         return 2
-    for mode in args.sizeof.split(","):
-        if mode not in ("sampled", "deep"):
-            print(f"taskbench: unknown sizeof mode {mode!r}", file=sys.stderr)
-            return 2
 
     def log(msg: str) -> None:
         print(f"[shuffle] {msg}", file=sys.stderr, flush=True)
 
-    results = measure(args, log)
+    metadata = run_metadata()
+    results, run = measure(args, log, metadata)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(to_document("shuffle", results, metadata, **run), indent=2))
     else:
-        print(format_table(results))
+        print(format_results(results, run, metadata["machine"]["cores"]))
     return 0
 
 
-def add_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     """Add ``shuffle`` to ``taskbench bench``'s subcommands."""
     p = bench_subparsers.add_parser(
         "shuffle", help="hash-shuffle time, MB/s and overhead ratio vs dask and Spark"
     )
-    p.add_argument("--rows", type=parse_rows, default=1_000_000, help="e.g. 1M, 10M")
-    p.add_argument("--partitions", type=int, default=32, help="input and output partitions")
+    p.add_argument("--rows", type=parse_rows, default=1_000_000, help="e.g. 200k, 1M, 10M")
+    p.add_argument(
+        "--partitions", type=positive_int, default=32, help="input and output partitions"
+    )
     p.add_argument("--on", default="trip_id", help="the shuffle key column")
     p.add_argument("--columns", choices=COLUMN_SETS, default=STRINGS)
     p.add_argument("--methods", default="tasks,p2p", help="engine implementations")
-    p.add_argument("--sizeof", default="sampled,deep", help="engine sizeof modes to run")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--sizeof", type=_sizeof_modes, default=list(SIZEOF_MODES),
+        help=f"engine sizeof modes to run, comma-separated (default: {','.join(SIZEOF_MODES)})",
+    )  # fmt: skip
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument(
         "--no-stealing", action="store_true", help="engine without work stealing (diagnostic)"
     )
@@ -624,19 +544,3 @@ def add_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shuffle)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m taskbench.engine.bench_shuffle shuffle …``, before the command is wired in."""
-    parser = argparse.ArgumentParser(prog="taskbench bench")
-    add_parser(parser.add_subparsers(dest="suite", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    from taskbench.engine.bench_shuffle import (
-        main as _main,
-    )  # tasks must pickle as engine.bench_shuffle.*
-
-    sys.exit(_main())

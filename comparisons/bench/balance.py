@@ -12,22 +12,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
+from taskbench.comparisons.argtypes import positive_int
+from taskbench.comparisons.bench.record import (
+    BenchResult,
+    collect,
+    find,
+    format_table,
+    run_metadata,
+    to_document,
+)
+from taskbench.comparisons.bench.scheduler import quiet_dask
+from taskbench.engine.options import EngineOptions
 from taskbench.engine.sim import simulate
 from taskbench.engine.stream import TaskStream
 from taskbench.engine.workloads import NAMES, Workload, make
 
-POLICIES = {
-    "random": ("random", False),
-    "round-robin": ("round-robin", False),
-    "locality": ("locality", False),
-    "locality+stealing": ("locality", True),
+#: Policy label -> the engine options that make it (the labels name what they set).
+POLICIES: dict[str, EngineOptions] = {
+    "random": EngineOptions(placement="random", stealing=False),
+    "round-robin": EngineOptions(placement="round-robin", stealing=False),
+    "locality": EngineOptions(placement="locality", stealing=False),
+    "locality+stealing": EngineOptions(placement="locality", stealing=True),
 }
+PREDICTED = "sim_predicted_makespan_s"  # real runs: the simulator's makespan, same cluster
+FIGURES = ("makespan_s", "lower_bound_s", "makespan_ratio", "idle_fraction", "tasks", "steals",
+           PREDICTED)  # fmt: skip
 
 
 def _result(stream: TaskStream, workload: Workload, n_workers: int, threads: int, joins=None):
@@ -45,9 +61,10 @@ def _result(stream: TaskStream, workload: Workload, n_workers: int, threads: int
 
 
 def run_sim(name: str, policy: str, n_workers: int, threads: int, scale: float, seed: int = 0):
+    """One workload in the simulator under ``policy``: its figures and task stream."""
     workload = make(name, n_workers, threads, scale, seed)
-    placement, stealing = POLICIES[policy]
-    r = simulate(workload, n_workers, threads, placement=placement, stealing=stealing, seed=seed)
+    options = POLICIES[policy].replace(seed=seed)
+    r = simulate(workload, n_workers, threads, options=options)
     r.stream.meta["workers"] = {f"sim://worker-{i}": threads for i in range(n_workers)}
     return {**_result(r.stream, workload, n_workers, threads), "steals": r.steals}, r.stream
 
@@ -58,13 +75,13 @@ def run_real(name: str, policy: str, n_workers: int, scale: float, seed: int = 0
     from taskbench.engine.cluster import LocalCluster
 
     workload = make(name, n_workers, 1, scale, seed)
-    placement, stealing = POLICIES[policy]
     late = sorted(workload.join_at)
     envs = workload.worker_env(n_workers)
-    with LocalCluster(
-        n_workers - len(late), 1, placement=placement, stealing=stealing, seed=seed,
-        worker_env=envs,
-    ) as cluster, Client(cluster) as client:  # fmt: skip
+    options = POLICIES[policy].replace(seed=seed)
+    with (
+        LocalCluster(n_workers - len(late), 1, options=options, worker_env=envs) as cluster,
+        Client(cluster) as client,
+    ):
         client.get({"warmup": (sum, [1, 2])}, "warmup")
         start_pos = client.stream_position()
         joins: dict[int, float] = {}
@@ -91,7 +108,6 @@ def run_real(name: str, policy: str, n_workers: int, scale: float, seed: int = 0
 def run_dask(name: str, n_workers: int, scale: float, seed: int = 0):
     """The same workload on dask.distributed (its own placement and stealing)."""
     from distributed import Client, Nanny, Scheduler, SpecCluster, get_task_stream
-    from taskbench.engine.bench import quiet_dask
     from taskbench.engine.stream import from_dask_task_stream
 
     quiet_dask()
@@ -117,7 +133,7 @@ def run_dask(name: str, n_workers: int, scale: float, seed: int = 0):
         def join_later() -> None:
             for index in late:
                 time.sleep(max(0.0, workload.join_at[index] - (time.time() - t0)))
-                env = {**__import__("os").environ, **envs[index]}
+                env = {**os.environ, **envs[index]}
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
                      "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
@@ -139,22 +155,44 @@ def run_dask(name: str, n_workers: int, scale: float, seed: int = 0):
     return _result(stream, workload, n_workers, 1, joins), stream
 
 
-def format_table(results: dict[str, dict[str, dict]], predicted: dict | None) -> str:
-    engines = list(next(iter(results.values())))
-    lines = ["makespan ratio (idle fraction)".ljust(16) + "".join(e.rjust(22) for e in engines)]
-    for workload, row in results.items():
-        cells = [f"{row[e]['makespan_ratio']:.2f} ({row[e]['idle_fraction']:.2f})" for e in engines]
-        lines.append(workload.ljust(16) + "".join(c.rjust(22) for c in cells))
-    if predicted:
-        lines.append("")
-        lines.append("simulator check: predicted vs measured makespan (s), same cluster")
-        for workload, row in predicted.items():
-            cells = []
-            for e, sim in row.items():
-                real = results[workload][e]["makespan_s"]
-                cells.append(f"{sim:.2f}/{real:.2f} {100 * (sim - real) / real:+.0f}%")
-            lines.append(workload.ljust(16) + "".join(c.rjust(22) for c in cells))
+def records(
+    figures: dict[str, Any], engine: str, metadata: dict[str, Any], **params: Any
+) -> list[BenchResult]:
+    """``run_sim``/``run_real``/``run_dask`` figures as records."""
+    return collect(
+        BenchResult.of(name, engine, figures.get(name), metadata, **params) for name in FIGURES
+    )
+
+
+def format_results(results: list[BenchResult], workloads: list[str], columns: list[str]) -> str:
+    """Makespan ratio (idle fraction) per workload and policy; the simulator check if any."""
+
+    def figure(name: str, workload: str, column: str) -> float | None:
+        engine = "dask" if column == "dask" else "taskbench"
+        return find(results, name, engine, workload=workload, policy=column)
+
+    rows = []
+    for w in workloads:
+        cells = []
+        for c in columns:
+            ratio, idle = figure("makespan_ratio", w, c), figure("idle_fraction", w, c)
+            cells.append("-" if ratio is None else f"{ratio:.2f} ({idle:.2f})")
+        rows.append([w, *cells])
+    lines = [format_table(["makespan ratio (idle fraction)", *columns], rows, min_width=20)]
+    checked = [
+        [w, *(_check(figure(PREDICTED, w, c), figure("makespan_s", w, c)) for c in columns)]
+        for w in workloads
+    ]
+    if any(cell != "-" for row in checked for cell in row[1:]):
+        lines += ["", "simulator check: predicted vs measured makespan (s), same cluster"]
+        lines.append(format_table(["", *columns], checked, min_width=20))
     return "\n".join(lines)
+
+
+def _check(sim: float | None, real: float | None) -> str:
+    if sim is None or real is None:
+        return "-"
+    return f"{sim:.2f}/{real:.2f} {100 * (sim - real) / real:+.0f}%"
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
@@ -172,50 +210,57 @@ def cmd_balance(args: argparse.Namespace) -> int:
         print(f"taskbench: unknown peer {args.vs!r}; known: dask", file=sys.stderr)
         return 2
     workers = args.workers or (8 if args.sim else 2)
-    args.scale = args.scale or (1.0 if args.sim else 0.5)
+    scale = args.scale or (1.0 if args.sim else 0.5)
     threads = args.threads or (2 if args.sim else 1)
-    results: dict[str, dict[str, dict]] = {}
-    predicted: dict[str, dict[str, float]] = {}
+    mode = "sim" if args.sim else "real"
+    metadata = run_metadata()
+    results: list[BenchResult] = []
     streams: dict[tuple[str, str], TaskStream] = {}
     for w in workloads:
-        results[w] = {}
-        predicted[w] = {}
         for p in policies:
+            params = {"workload": w, "policy": p, "mode": mode}
             if args.sim:
-                results[w][p], streams[w, p] = run_sim(w, p, workers, threads, args.scale)
+                figures, streams[w, p] = run_sim(w, p, workers, threads, scale)
             else:
-                results[w][p], streams[w, p] = run_real(w, p, workers, args.scale)
-                predicted[w][p] = run_sim(w, p, workers, 1, args.scale)[0]["makespan_s"]
+                figures, streams[w, p] = run_real(w, p, workers, scale)
+                figures[PREDICTED] = run_sim(w, p, workers, 1, scale)[0]["makespan_s"]
+            results += records(figures, "taskbench", metadata, **params)
         if args.vs == "dask" and not args.sim:
-            results[w]["dask"], streams[w, "dask"] = run_dask(w, workers, args.scale)
+            figures, streams[w, "dask"] = run_dask(w, workers, scale)
+            results += records(figures, "dask", metadata, workload=w, policy="dask", mode=mode)
     if args.plot:
         from taskbench.engine.plot import plot_task_stream
 
         pair = [("skewed", "random"), ("skewed", "locality+stealing")]
         if all(k in streams for k in pair):
+            ratios = [find(results, "makespan_ratio", "taskbench", workload=w, policy=p)
+                      for w, p in pair]  # fmt: skip
+            titles = [
+                f"{p}: makespan ratio {r:.2f}" for (_, p), r in zip(pair, ratios, strict=True)
+            ]
             plot_task_stream([streams[k] for k in pair], args.plot,
                              title="skewed workload: random placement beside locality + stealing",
-                             titles=[f"{p}: makespan ratio {results[w][p]['makespan_ratio']:.2f}"
-                                     for w, p in pair])  # fmt: skip
+                             titles=titles)  # fmt: skip
     if args.json:
-        mode = "sim" if args.sim else "real"
-        print(json.dumps({"mode": mode, "workers": workers, "threads": threads,
-                          "results": results, "sim_predicted_makespan_s": predicted or None},
-                         indent=2))  # fmt: skip
+        doc = to_document("balance", results, metadata, mode=mode, workers=workers,
+                          threads=threads, scale=scale)  # fmt: skip
+        print(json.dumps(doc, indent=2))
     else:
-        mode = "simulated" if args.sim else "real LocalCluster"
-        print(f"{mode}: {workers} workers × {threads} threads, scale {args.scale}")
-        print(format_table(results, None if args.sim else predicted))
+        label = "simulated" if args.sim else "real LocalCluster"
+        print(f"{label}: {workers} workers × {threads} threads, scale {scale}")
+        columns = policies + (["dask"] if args.vs == "dask" and not args.sim else [])
+        print(format_results(results, workloads, columns))
         if args.plot:
             print(f"wrote {args.plot}")
     return 0
 
 
 def add_parser(bsub: Any) -> None:
+    """Add ``balance`` to ``taskbench bench``'s subcommands."""
     bal = bsub.add_parser("balance", help="load-balance quality per policy and workload")
     bal.add_argument("--sim", action="store_true", help="simulate instead of running for real")
-    bal.add_argument("--workers", type=int, default=0, help="default 2 real, 8 simulated")
-    bal.add_argument("--threads", type=int, default=0, help="default 1 real, 2 simulated")
+    bal.add_argument("--workers", type=positive_int, help="default 2 real, 8 simulated")
+    bal.add_argument("--threads", type=positive_int, help="default 1 real, 2 simulated")
     bal.add_argument(
         "--scale", type=float, default=0.0,
         help="about 2 s × scale of work per thread (default 1 simulated, 0.5 real)",
