@@ -79,9 +79,9 @@ class TaskSpec:
 
 
 @contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic collector while building a million acyclic tuples: its young-generation
-    passes, triggered by every 700 allocations, otherwise cost about as much as the building."""
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic collector while building a million objects: its passes, triggered by
+    allocations, otherwise cost about as much as the building (half of a 1M-task update)."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -284,7 +284,7 @@ def normalize_graph(
     """
     dsk = _as_dict(dsk)
     known = _as_known(known_keys)
-    with _no_gc():
+    with paused_gc():
         g = _fast_normalize(dsk, known)
         if g is not None:
             out = _output_keys(dsk, known, keys)
@@ -304,7 +304,7 @@ def normalize(dsk: Any, keys: Any, known_keys: Collection[Key] = ()) -> tuple[Gr
     sends. Same validation, same errors, same dependencies, runs and kinds."""
     dsk = _as_dict(dsk)
     known = _as_known(known_keys)
-    with _no_gc():
+    with paused_gc():
         return _normalize(dsk, keys, known)
 
 
@@ -907,7 +907,7 @@ def encode_graph(g: Graph, priorities: list[int] | None) -> tuple:
 def _encode_arg_col(col: list, key_cols: list | None, prev: bytes | None, keys: list) -> tuple:
     n = len(col)
     types = set(map(type, col))
-    if key_cols is not None and len(types) == 1:
+    if key_cols is not None and len(types) == 1 and types <= _ATOMS:  # never an object's __eq__
         for j, kc in enumerate(key_cols):
             if col == kc and set(map(type, kc)) == types:
                 return ("key", j)  # the key's own part: decoded as the same objects
@@ -915,10 +915,11 @@ def _encode_arg_col(col: list, key_cols: list | None, prev: bytes | None, keys: 
     if (
         prev is not None
         and n > 1
-        and all(map(eq, compress(col[1:], prev[1:]), compress(keys, prev[1:])))
+        # types first: a key is only compared with a value of its own type
         and all(
             map(is_, map(type, compress(col[1:], prev[1:])), map(type, compress(keys, prev[1:])))
         )
+        and all(map(eq, compress(col[1:], prev[1:]), compress(keys, prev[1:])))
     ):
         others = {i: col[i] for i in compress(range(n), map(not_, prev))}
         if len(others) * 4 <= n:
@@ -928,7 +929,7 @@ def _encode_arg_col(col: list, key_cols: list | None, prev: bytes | None, keys: 
 
 def decode_graph(payload: tuple) -> tuple[dict[Key, tuple], dict[Key, int]]:
     """``({key: (dependencies, run, kind, prefix)}, {key: priority})`` from `encode_graph`."""
-    with _no_gc():
+    with paused_gc():
         return _decode_graph(payload)
 
 

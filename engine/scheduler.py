@@ -12,11 +12,12 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from taskbench.engine import comm as _comm
-from taskbench.engine.graph import decode_graph, key_prefix
+from taskbench.engine.graph import decode_graph, key_prefix, paused_gc
 from taskbench.engine.options import DEFAULTS, EngineOptions
 from taskbench.engine.state import Msgs, SchedulerState
 from taskbench.engine.stream import RecordBuffer
@@ -43,6 +44,7 @@ class Scheduler:
         self.heartbeat_timeout = heartbeat_timeout
         self.workers: dict[str, _comm.Comm] = {}
         self.worker_pids: dict[str, int] = {}
+        self.graph_updates: deque[tuple[int, float]] = deque(maxlen=100)
         self.clients: dict[str, _comm.Comm] = {}
         self.last_seen: dict[str, float] = {}
         self.stream = RecordBuffer(stream_length)
@@ -98,6 +100,8 @@ class Scheduler:
             "workers": {a: ws.nthreads for a, ws in self.state.workers.items()},
             "pids": dict(self.worker_pids),
             "tasks": len(self.state.tasks),
+            # (tasks in the graph, seconds from its message to the compute messages)
+            "graph_updates": list(self.graph_updates),
         }
 
     def _send(self, msgs: tuple[Msgs, Msgs]) -> None:
@@ -309,6 +313,14 @@ class Scheduler:
         return {"rows": rows, "end": self.stream.count, "first": self.stream.first}
 
     def _update_graph(self, comm: _comm.Comm, client: str, msg: dict, frames: list) -> None:
+        start = time.perf_counter()
+        with paused_gc():
+            n = self._apply_graph(comm, client, msg, frames)
+        if n:
+            self.graph_updates.append((n, time.perf_counter() - start))
+
+    def _apply_graph(self, comm: _comm.Comm, client: str, msg: dict, frames: list) -> int:
+        """Decode and apply one graph; the number of its tasks (0 if refused)."""
         try:
             payload = _comm.loads(frames)
             if type(frames) is list:
@@ -324,15 +336,18 @@ class Scheduler:
                     "keys": msg["keys"],
                 }
             )
-            return
+            return 0
         try:
             msgs = self.state.update_graph(
                 client, tasks, msg["keys"], order, stimulus_id=self._sid("update-graph")
             )
         except KeyError as e:
             comm.send({"op": "graph-refused", "message": str(e), "keys": msg["keys"]})
-            return
+            return 0
+        n = len(tasks)
+        del tasks, order  # the state holds what it needs: free the decoded graph before sending
         self._send(msgs)
+        return n
 
     async def _wait_for_workers(self, comm: _comm.Comm, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

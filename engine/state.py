@@ -223,6 +223,7 @@ class SchedulerState:
         self._compute: dict[WorkerState, list[TaskState]] = {}
         self._free: dict[str, list[Key]] = {}
         self._in_memory: dict[str, list[TaskState]] = {}
+        self._root_levels: dict[float, int] = {}  # steal bin of an input-less task, by estimate
         self._transitions = {
             ("released", "waiting"): self._released_waiting,
             ("released", "forgotten"): self._released_forgotten,
@@ -301,8 +302,8 @@ class SchedulerState:
         all_tasks = self.tasks
         wanted = list(wanted)
         # check everything first: a refused graph leaves no trace
-        for key, (deps, *_) in tasks.items():
-            for dk in deps:
+        for key, spec in tasks.items():
+            for dk in spec[0]:
                 if dk not in tasks and dk not in all_tasks:
                     raise KeyError(f"task {key!r} depends on unknown key {dk!r}")
         for key in wanted:
@@ -311,18 +312,20 @@ class SchedulerState:
         self.generation += 1
         base = self.generation << 40
         new: list[TaskState] = []
-        for key, (_deps, run, kind, prefix) in tasks.items():
+        linked: list[tuple[TaskState, Sequence[Key]]] = []
+        priority = order.get
+        for key, (deps, run, kind, prefix) in tasks.items():
             if key in all_tasks:
                 continue
-            ts = TaskState(key, prefix, run, kind, base + order.get(key, 0))
+            ts = TaskState(key, prefix, run, kind, base + priority(key, 0))
             all_tasks[key] = ts
             new.append(ts)
-        for ts in new:
-            deps = tasks[ts.key][0]
             if deps:
-                ts.dependencies = tuple(all_tasks[dk] for dk in deps)
-                for dts in ts.dependencies:
-                    _add_dependent(dts, ts)
+                linked.append((ts, deps))
+        for ts, deps in linked:
+            ts.dependencies = tuple([all_tasks[dk] for dk in deps])
+            for dts in ts.dependencies:
+                _add_dependent(dts, ts)
         for ext in self.extensions:
             ext.adopt(new, stimulus_id)
         recs: dict[Key, str] = {}
@@ -579,14 +582,19 @@ class SchedulerState:
             addr = ws.address
             tasks = []
             runs = []
+            durations = self.durations
             for ts in dict.fromkeys(tss):
                 if ts.processing_on is not ws:
                     continue  # assigned and taken back within this event
-                deps = []
-                for dts in ts.dependencies:
-                    holders = [w.address for w in dts.who_has if w is not ws]
-                    deps.append((dts.key, dts.nbytes, holders))
-                report_start = ts.prefix not in self.durations
+                deps = (
+                    [
+                        (dts.key, dts.nbytes, [w.address for w in dts.who_has if w is not ws])
+                        for dts in ts.dependencies
+                    ]
+                    if ts.dependencies
+                    else ()  # shared: a million roots need no million empty lists
+                )
+                report_start = ts.prefix not in durations
                 tasks.append((ts.key, ts.priority, ts.kind, deps, report_start))
                 runs.append(ts.run)
             if tasks:
@@ -612,6 +620,7 @@ class SchedulerState:
 
     def _transitions_loop(self, recs: dict[Key, str], stimulus_id: str) -> None:
         tasks = self.tasks
+        log = self.log
         while recs:
             key, finish = recs.popitem()
             ts = tasks.get(key)
@@ -619,6 +628,23 @@ class SchedulerState:
                 continue
             start = ts.state
             if start == finish:
+                continue
+            if (
+                start == "released"
+                and finish == "waiting"
+                and not ts.dependencies
+                and ts.extension is None
+                and ts.restriction is None
+                and self.worker_list
+            ):
+                # a root: exactly what released -> waiting and its "processing" recommendation
+                # (popped next) would do, without the round trip through ``recs``
+                ts.state = "waiting"
+                ts.waiting_on = 0
+                log.append((key, "released", "waiting", stimulus_id))
+                ws = self.placement.choose(self, ts)
+                self._assign(ts, ws, recs)  # type: ignore[arg-type]  # workers exist
+                log.append((key, "waiting", "processing", stimulus_id))
                 continue
             if finish == "processing" and (start == "waiting" or start == "no-worker"):
                 # decided now, not when recommended: its inputs may have moved meanwhile
@@ -728,10 +754,14 @@ class SchedulerState:
         ts.state = "processing"
         ts.processing_on = ws
         ws.processing[ts] = None
-        ws.prefix_counts[prefix] = ws.prefix_counts.get(prefix, 0) + 1
-        ws.occupancy += self.estimate(prefix)
+        counts = ws.prefix_counts
+        counts[prefix] = counts.get(prefix, 0) + 1
+        duration = self.durations.get(prefix)
+        if duration is None:
+            duration = self.running_estimates.get(prefix, self.default_duration)
+        ws.occupancy += duration
         if ts.waiting_on == 0:
-            self._mark_stealable(ts)
+            self._mark_stealable(ts, duration)
         compute = self._compute.get(ws)
         if compute is None:
             compute = self._compute[ws] = []
@@ -741,11 +771,25 @@ class SchedulerState:
             if dts.state == "waiting" and self._pinned_worker(dts) is ws:
                 recs[dts.key] = "processing"
 
-    def _mark_stealable(self, ts: TaskState) -> None:
-        """File a queued task whose inputs are all in memory under its steal bin."""
-        if self.stealing is None or ts.steal_level >= 0 or ts.restriction is not None:
+    def _mark_stealable(self, ts: TaskState, duration: float | None = None) -> None:
+        """File a queued task whose inputs are all in memory under its steal bin.
+
+        A task with no inputs has the bin of its prefix's estimate, cached per estimate.
+        """
+        stealing = self.stealing
+        if stealing is None or ts.steal_level >= 0 or ts.restriction is not None:
             return
-        level = self.stealing.level(self, ts)
+        if ts.dependencies:
+            level = stealing.level(self, ts)
+        else:
+            if duration is None:
+                duration = self.estimate(ts.prefix)
+            levels = self._root_levels
+            level = levels.get(duration, -1)
+            if level < 0:
+                if len(levels) >= 1024:  # estimates drift as tasks finish: keep it bounded
+                    levels.clear()
+                level = levels[duration] = stealing.level(self, ts)
         if level >= 0:
             ts.steal_level = level
             ts.processing_on.stealable[level][ts] = None

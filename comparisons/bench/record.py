@@ -36,6 +36,8 @@ UNITS: dict[str, str] = {
     "per_task_overhead_us": "us",
     "idle_fraction": "fraction",
     "scheduler_peak_rss_mb": "MB",
+    "independent_update_graph_us": "us",
+    "chain_update_graph_us": "us",
     # balance
     "makespan_s": "s",
     "lower_bound_s": "s",

@@ -58,8 +58,14 @@ def measure(
     threads: int,
     repeats: int,
     metadata: dict[str, Any],
+    graph_seconds: Callable[[int], list[float]] | None = None,
 ) -> tuple[list[BenchResult], TaskStream]:
-    """Throughput, lag, overhead and idle records of one engine; a part with 0 tasks is skipped."""
+    """Throughput, lag, overhead and idle records of one engine; a part with 0 tasks is skipped.
+
+    ``graph_seconds(k)``, where the engine reports it, gives the scheduler's own time to take
+    in each of the last ``k`` graphs (message in to tasks placed): ``*_update_graph_us``, in
+    microseconds per task, so that graphs of different sizes compare.
+    """
     get(independent_graph(50, "warmup"), list(independent_graph(50, "warmup")))
     out: list[BenchResult | None] = []
     for name, make, n, last_only in (
@@ -69,6 +75,12 @@ def measure(
         if n:
             rates = _rates(get, make, n, repeats, last_only)
             out.append(BenchResult.of(name, engine, rates, metadata, tasks=n))
+            if graph_seconds is not None:
+                per_task = [s / n * 1e6 for s in graph_seconds(repeats)]
+                graph = "independent" if make is independent_graph else "chain"
+                out.append(
+                    BenchResult.of(f"{graph}_update_graph_us", engine, per_task, metadata, tasks=n)
+                )
     stream = TaskStream()
     if lag_tasks:
         dsk = sleep_graph(lag_tasks, f"sleep-{time.monotonic_ns()}")
@@ -100,9 +112,13 @@ def run_engine(workers: int, metadata: dict[str, Any], **sizes: Any):
             wall = time.perf_counter() - t0
             return client.task_stream(pos), wall
 
+        def graph_seconds(k: int) -> list[float]:
+            return [seconds for _, seconds in client.identity()["graph_updates"][-k:]]
+
         results, stream = measure(
-            "taskbench", client.get, stream_of, threads=workers, metadata=metadata, **sizes
-        )
+            "taskbench", client.get, stream_of, threads=workers, metadata=metadata,
+            graph_seconds=graph_seconds, **sizes,
+        )  # fmt: skip
         peak = peak_rss_bytes(cluster.scheduler_process.pid)
         rss = BenchResult.of(
             "scheduler_peak_rss_mb", "taskbench", None if peak is None else peak / 1e6, metadata
@@ -145,9 +161,20 @@ def run_dask_distributed(workers: int, metadata: dict[str, Any], **sizes: Any):
                 wall = time.perf_counter() - t0
             return from_dask_task_stream(ts.data), wall
 
+        def graph_seconds(k: int) -> list[float]:
+            updates = [
+                msg["metrics"]["duration_seconds"]
+                for _, msg in client.get_events("scheduler")
+                if isinstance(msg, dict)
+                and msg.get("action") == "update-graph"
+                and "metrics" in msg
+            ]
+            return updates[-k:]
+
         return measure(
-            "dask-distributed", client.get, stream_of, threads=workers, metadata=metadata, **sizes
-        )
+            "dask-distributed", client.get, stream_of, threads=workers, metadata=metadata,
+            graph_seconds=graph_seconds, **sizes,
+        )  # fmt: skip
 
 
 def run_dask_threaded(workers: int, metadata: dict[str, Any], **sizes: Any):
@@ -197,6 +224,8 @@ ROWS = [
     ("per-task overhead (µs)", "per_task_overhead_us", "{:,.1f}"),
     ("idle fraction (1 ms tasks)", "idle_fraction", "{:.3f}"),
     ("scheduler peak RSS (MB)", "scheduler_peak_rss_mb", "{:,.0f}"),
+    ("update_graph, independent (µs/task)", "independent_update_graph_us", "{:,.1f}"),
+    ("update_graph, chain (µs/task)", "chain_update_graph_us", "{:,.1f}"),
 ]
 
 

@@ -7,6 +7,7 @@ import sys
 
 import cloudpickle
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -572,6 +573,20 @@ def test_fast_path_matches_per_task_scan(dsk):
         vals = dict.fromkeys(deps, 1)
         if kind != KIND_DATA:
             assert execute(run, kind, vals) == execute(tasks[k].run, kind, vals)
+
+
+def test_encoding_never_asks_a_literal_for_its_truth():
+    from taskbench.engine.graph import decode_graph, encode_graph, normalize, order_graph
+
+    # a frame's ``==`` answers with a frame, whose truth value raises
+    frames = [pd.DataFrame({"k": [i]}) for i in range(4)]
+    for dsk in (
+        {("a", i): (ident, frames[i]) for i in range(4)},
+        {("b", 0): (ident, frames[0])} | {("b", i): (ident, ("b", i - 1)) for i in range(1, 4)},
+    ):
+        g, _ = normalize(dsk, list(dsk))
+        decoded, _ = decode_graph(encode_graph(g, order_graph(g)))
+        assert decoded[next(iter(dsk))][1][1] is frames[0]
 
 
 def test_fast_path_errors_are_the_per_task_errors():

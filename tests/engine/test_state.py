@@ -104,7 +104,7 @@ def test_single_task_lifecycle():
     [msg] = wm["A"]
     assert msg["op"] == "compute"
     [(key, priority, kind, deps, report_start)] = msg["tasks"]
-    assert (key, kind, deps) == ("x", 0, [])
+    assert (key, kind, deps) == ("x", 0, ())
     assert report_start  # no task of this prefix has finished yet
     assert priority == state.tasks["x"].priority
     assert msg["runs"] == ["run-x"]
