@@ -33,7 +33,7 @@ import time
 import pandas as pd
 from taskbench.comparisons.bench import frames
 from taskbench.comparisons.bench.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
-from taskbench.comparisons.bench.shuffle import time_pandas
+from taskbench.comparisons.bench.shuffle import pandas_baseline
 from taskbench.engine.client import Client
 from taskbench.engine.cluster import LocalCluster
 from taskbench.engine.dataframe import from_map, from_pandas
@@ -79,7 +79,7 @@ class Shuffle:
                     if _skipped(nparts, columns, "sampled"):
                         continue
                     df = frames.taxi_frame(rows, nparts, columns)
-                    base = time_pandas(df, ON, nparts, repeats=3)
+                    base = pandas_baseline(df, ON, nparts, repeats=3)
                     out[(rows, nparts, columns)] = {
                         "bytes": frames.frame_bytes(df),
                         "baseline_seconds": base["seconds"],

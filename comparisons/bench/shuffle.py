@@ -74,7 +74,7 @@ def _total(values: list[int | None]) -> int | None:
 # ---------------------------------------------------------------- baseline
 
 
-def time_pandas(df: pd.DataFrame, on: str, nparts: int, repeats: int) -> dict:
+def pandas_baseline(df: pd.DataFrame, on: str, nparts: int, repeats: int) -> dict:
     """One process hash-partitioning the frame in memory (the overhead ratio's denominator).
 
     The fastest of ``repeats`` runs: the denominator is pandas at its best, so noise on a shared
@@ -359,7 +359,7 @@ def measure(
     data_bytes = frame_bytes(df)
     frame = {"rows": rows, "partitions": nparts, "on": on, "columns": columns}
     log(f"pandas baseline: hash-partitioning {data_bytes / 1e6:,.0f} MB into {nparts}")
-    base = time_pandas(df, on, nparts, args.repeats)
+    base = pandas_baseline(df, on, nparts, args.repeats)
     del df
     baseline = base["seconds"]
     out: list[BenchResult | None] = [
