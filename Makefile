@@ -21,7 +21,8 @@ setup: $(STAMP)
 demo: setup
 	mkdir -p $(RESULTS)
 	$(BIN)/taskbench bench scheduler --vs dask --stream-out $(RESULTS)/scheduler-stream.jsonl
-	$(BIN)/taskbench stream plot $(RESULTS)/scheduler-stream.jsonl -o $(RESULTS)/task-stream.png
+	$(BIN)/taskbench stream plot $(RESULTS)/scheduler-stream.jsonl \
+		$(RESULTS)/scheduler-stream-dask.jsonl -o $(RESULTS)/task-stream.png
 	$(BIN)/taskbench bench balance --sim --plot $(RESULTS)/balance-skewed-sim.png
 	$(BIN)/taskbench bench balance --vs dask --plot $(RESULTS)/balance-skewed.png
 

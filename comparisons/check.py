@@ -225,8 +225,9 @@ def check(
             say(f"{name}: running {len(runnable)} queries …")
             t0 = time.perf_counter()
             run, answers[name] = _run_child(
-                name, data, runnable, out, cores=cores, timeout=timeout, spark_master=spark_master
-            )
+                name, data, runnable, out, cores=cores, timeout=timeout, spark_master=spark_master,
+                say=say,
+            )  # fmt: skip
             report.runs[name] = run
             say(f"{name}: {run.status} in {time.perf_counter() - t0:.1f} s")
         reference = answers[REFERENCE]
@@ -278,6 +279,7 @@ def _run_child(
     cores: int,
     timeout: float,
     spark_master: str | None,
+    say: Callable[[str], None] = lambda _: None,
 ) -> tuple[EngineRun, dict[str, Any]]:
     command = [
         sys.executable,
@@ -299,11 +301,19 @@ def _run_child(
         child = subprocess.Popen(
             command, stdout=stdout, stderr=stderr, env=env, start_new_session=True
         )
-        try:
-            code = child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(child)
-            code = None
+        deadline = time.monotonic() + timeout
+        told = 0  # events already told, as progress
+        while True:
+            try:
+                code = child.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                told = _tell_progress(out, name, len(queries), told, say)
+                if time.monotonic() >= deadline:
+                    _kill_group(child)
+                    code = None
+                    break
+    _tell_progress(out, name, len(queries), told, say)
     answers = _read_events(out, run)
     if code is None:
         run.status = "timeout"
@@ -326,6 +336,30 @@ def _kill_group(child: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _tell_progress(out: Path, name: str, total: int, told: int, say: Callable[[str], None]) -> int:
+    """Say what the child has done since event ``told``; returns the events told so far."""
+    path = out / _EVENTS
+    if not path.exists():
+        return told
+    lines = path.read_text().split("\n")[:-1]  # whole lines only: the last may be half written
+    done = 0
+    for i, line in enumerate(lines):
+        event = json.loads(line)
+        kind = event["event"]
+        done += kind == "query"
+        if i < told:
+            continue
+        if kind == "start":
+            say(f"{name}: started ({event['version']}) in {event['seconds']:.1f} s")
+        elif kind == "load":
+            say(f"{name}: loaded the data in {event['seconds']:.1f} s")
+        elif kind == "query":
+            took = f" in {event['seconds']:.2f} s" if event.get("seconds") is not None else ""
+            status = "answered" if event["status"] == "answer" else event["status"]
+            say(f"{name}: {event['query']} {status}{took} ({done}/{total})")
+    return max(told, len(lines))
 
 
 def _read_events(out: Path, run: EngineRun) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from taskbench.comparisons.argtypes import positive_int
+from taskbench.comparisons.argtypes import ArgumentParser, positive_int, positive_number
 from taskbench.comparisons.check import DEFAULT_TIMEOUT, check, resolve_engines, resolve_queries
 from taskbench.comparisons.data import DataError
 from taskbench.comparisons.queries import QUERY_IDS
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cores", type=positive_int, help="cores per engine (default: all)")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_number,
         default=DEFAULT_TIMEOUT,
         help=f"seconds per engine process (default: {DEFAULT_TIMEOUT:g})",
     )
@@ -63,11 +63,9 @@ def run_check(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"taskbench check: error: {exc.args[0]}", file=sys.stderr)
         return 2
-    progress = None
-    if not args.json:
 
-        def progress(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
+    def progress(line: str) -> None:  # stderr: --json output on stdout stays one object
+        print(f"[check] {line}", file=sys.stderr, flush=True)
 
     try:
         report = check(
@@ -88,7 +86,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``check`` from ``argv``; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m taskbench.comparisons.cli")
+    parser = ArgumentParser(prog="python -m taskbench.comparisons.cli")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_parser(sub)
     args = parser.parse_args(argv)

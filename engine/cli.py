@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from taskbench.engine import argtypes as at
+
 if TYPE_CHECKING:
     from taskbench.engine.options import EngineOptions
 
@@ -70,25 +72,26 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     from taskbench.engine import comm
     from taskbench.engine.scheduler import Scheduler
 
-    token = (
-        comm.get_token()
-        if (comm.TOKEN_ENV in os.environ or comm.TOKEN_FILE_ENV in os.environ)
-        else None
-    )
-    if token is None:
-        token = comm.new_token()
-        path = Path(args.token_file or ".taskbench-token")
-        path.write_text(token)
-        path.chmod(0o600)
-        print(f"shared secret written to {path}; give workers TASKBENCH_TOKEN_FILE={path}")
+    given = comm.TOKEN_ENV in os.environ or comm.TOKEN_FILE_ENV in os.environ
+    token = comm.get_token() if given else comm.new_token()
+    # nothing is written until the port is bound: a scheduler that cannot start leaves no file
+    token_file = None if given else Path(args.token_file or ".taskbench-token")
 
     async def start():
         s = Scheduler(token=token, options=options_from_args(args))
         address = await s.start(f"tcp://{args.host}:{args.port}")
-        if args.address_file:
-            tmp = Path(args.address_file + ".tmp")
-            tmp.write_text(address)
-            tmp.replace(args.address_file)
+        try:
+            if token_file is not None:
+                _write_private(token_file, token)
+                print(f"shared secret written to {token_file}; "
+                      f"give workers TASKBENCH_TOKEN_FILE={token_file}", flush=True)  # fmt: skip
+            if args.address_file:
+                tmp = args.address_file.with_name(args.address_file.name + ".tmp")
+                tmp.write_text(address)
+                tmp.replace(args.address_file)
+        except BaseException:
+            s.close()
+            raise
         logging.getLogger("taskbench.engine.scheduler").info("scheduler at %s", address)
         if not args.address_file:
             print(f"scheduler at {address}", flush=True)
@@ -107,6 +110,14 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)  # an existing file keeps its old mode through O_CREAT
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -144,45 +155,61 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``engine scheduler|worker`` under ``subparsers``; flag defaults: `EngineOptions`."""
+    """Register ``engine scheduler|worker`` under ``subparsers``; flag defaults: `EngineOptions`.
+
+    Every value is checked here, by the rules of `engine.argtypes`: a bad one is an argparse
+    error (exit 2) before anything starts or any file is written.
+    """
     from taskbench.engine.options import DEFAULTS, SIZEOF_ENV, SIZEOF_MODES
     from taskbench.engine.policies import PLACEMENTS
 
     engine = subparsers.add_parser("engine", help="run engine processes (multi-host)")
     esub = engine.add_subparsers(dest="role", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
+    common.add_argument("--host", default="127.0.0.1", help="interface to bind")
     common.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
-    common.add_argument("--log-level", default="INFO")
+    common.add_argument("--log-level", type=at.log_level, default="INFO", help="logging level")
 
     d = DEFAULTS
     sch = esub.add_parser("scheduler", parents=[common], help="start a scheduler")
-    sch.add_argument("--port", type=int, default=8786)
-    sch.add_argument("--token-file", help="where to write a new token when none is set")
-    sch.add_argument("--address-file", help="write the bound address here once listening")
+    sch.add_argument("--port", type=at.port, default=8786, help="port to listen on (0: any)")
+    sch.add_argument(
+        "--token-file", type=at.output_file,
+        help="where to write a new token when none is set (default: .taskbench-token)",
+    )  # fmt: skip
+    sch.add_argument(
+        "--address-file", type=at.output_file, help="write the bound address here once listening"
+    )
     sch.add_argument("--validate", action="store_true", help="check invariants after each event")
-    sch.add_argument("--no-worker-timeout", type=float, default=d.no_worker_timeout)
-    sch.add_argument("--placement", default=d.placement, choices=sorted(PLACEMENTS))
+    sch.add_argument(
+        "--no-worker-timeout", type=at.positive_number, default=d.no_worker_timeout,
+        help="seconds a task waits for a worker before it fails",
+    )  # fmt: skip
+    sch.add_argument(
+        "--placement", default=d.placement, choices=sorted(PLACEMENTS), help="placement policy"
+    )
     sch.add_argument("--no-stealing", action="store_true", help="turn work stealing off")
     sch.add_argument(
-        "--balance-interval", type=float, default=d.balance_interval, help="seconds between ticks"
-    )
+        "--balance-interval", type=at.positive_number, default=d.balance_interval,
+        help="seconds between ticks",
+    )  # fmt: skip
     sch.add_argument("--seed", type=int, default=d.seed, help="seed of the random placement")
     sch.add_argument(
-        "--bandwidth", type=float, default=d.bandwidth, help="bytes/s assumed for a transfer"
-    )
+        "--bandwidth", type=at.positive_number, default=d.bandwidth,
+        help="bytes/s assumed for a transfer",
+    )  # fmt: skip
     sch.add_argument(
-        "--default-duration", type=float, default=d.default_duration,
+        "--default-duration", type=at.non_negative_number, default=d.default_duration,
         help="seconds assumed for a task prefix never seen",
     )  # fmt: skip
     sch.set_defaults(func=cmd_scheduler)
 
     wk = esub.add_parser("worker", parents=[common], help="start a worker")
-    wk.add_argument("address", help="scheduler address, e.g. tcp://10.0.0.5:8786")
-    wk.add_argument("--nthreads", type=int, default=1)
-    wk.add_argument("--port", type=int, default=0)
+    wk.add_argument("address", type=at.address, help="scheduler address, e.g. tcp://10.0.0.5:8786")
+    wk.add_argument("--nthreads", type=at.positive_int, default=1, help="threads that run tasks")
+    wk.add_argument("--port", type=at.port, default=0, help="port to listen on (0: any)")
     wk.add_argument(
-        "--reconnect-timeout", type=float, default=0.0,
+        "--reconnect-timeout", type=at.non_negative_number, default=0.0,
         help="seconds to keep trying when the scheduler goes away (default: exit at once)",
     )  # fmt: skip
     wk.add_argument(
@@ -194,7 +221,7 @@ def add_parser(subparsers: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """``taskbench engine …`` alone, as `LocalCluster` runs it (``python -m``)."""
-    parser = argparse.ArgumentParser(prog="taskbench", description=__doc__)
+    parser = at.ArgumentParser(prog="taskbench", description=__doc__)
     add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 

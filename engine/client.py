@@ -1,10 +1,11 @@
 """The client: submits graphs, waits for their keys, gathers results straight from workers.
 
-``Client.get(dsk, keys)`` has dask's ``get`` signature, so ``dask.compute(...,
-scheduler=client.get)`` runs dask collections on the engine. A task's exception is raised
-here with its original type and message, and the remote traceback attached as a note.
-Keys are reference-counted across ``get`` calls and futures; the scheduler is told to
-release a key when nothing here holds it any more.
+``Client.get(dsk, keys)`` keeps dask's ``get`` contract (``dask.utils_test``'s mixin: a
+list of keys gives a tuple of results, a missing output key raises ``KeyError``), so
+``dask.compute(..., scheduler=client.get)`` runs dask collections on the engine. A task's
+exception is raised here with its original type and message, and the remote traceback
+attached as a note. Keys are reference-counted across ``get`` calls and futures; the
+scheduler is told to release a key when nothing here holds it any more.
 """
 
 from __future__ import annotations
@@ -88,20 +89,22 @@ class _KeyState:
 class _Wait:
     """Counts down the keys of one request; done when all are in memory or one failed."""
 
-    __slots__ = ("error", "future", "remaining")
+    __slots__ = ("error", "failed_key", "future", "remaining")
 
     def __init__(self, n: int, future: asyncio.Future) -> None:
         self.remaining = n
         self.future = future
         self.error: dict | None = None
+        self.failed_key: Any = None
 
     def key_done(self) -> None:
         self.remaining -= 1
         if self.remaining <= 0 and not self.future.done():
             self.future.set_result(None)
 
-    def key_failed(self, error: dict) -> None:
+    def key_failed(self, key: Any, error: dict) -> None:
         if not self.future.done():
+            self.failed_key = key
             self.error = error
             self.future.set_result(None)
 
@@ -163,7 +166,8 @@ class Client:
         await self._comm.write({"op": "register-client", "client": self.id})
         reply, _ = await self._comm.read(timeout=self.timeout)
         if reply["op"] != "registered":
-            raise ConnectionError(f"scheduler refused the client: {reply}")
+            why = reply.get("message", reply["op"])
+            raise ConnectionError(f"the scheduler refused this client: {why}")
         self._reader = asyncio.ensure_future(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -205,7 +209,7 @@ class Client:
         ks.error = error
         if ks.waiters:
             for w in ks.waiters:
-                w.key_failed(error)
+                w.key_failed(key, error)
             ks.waiters = None
 
     async def _request(self, msg: dict) -> dict:
@@ -260,7 +264,7 @@ class Client:
             values = await self._gather(wanted)
         finally:
             self._release(wanted)
-        return pack_results(keys, values)
+        return pack_results(keys, values, container=tuple)
 
     async def _submit(self, graph: Graph, wanted: list) -> None:
         frames = _comm.dumps_code(encode_graph(graph, order_graph(graph)))
@@ -285,8 +289,9 @@ class Client:
                 ks.waiters.append(w)
         await fut
         if w.error is not None:
-            key = next(k for k in keys if self._keys[k].error is w.error)
-            self._raise(key, w.error)
+            # the key that failed first: a later error (the connection closing) may overwrite
+            # that key's state before this coroutine resumes
+            self._raise(w.failed_key, w.error)
 
     def _raise(self, key: Any, error: dict) -> None:
         blob = error.get("exception")

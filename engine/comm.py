@@ -31,6 +31,7 @@ import msgpack
 
 logger = logging.getLogger("taskbench.engine.comm")
 
+PROTOCOL = 1  # the shape of the engine's messages: a worker of another protocol is refused
 TOKEN_ENV = "TASKBENCH_TOKEN"
 TOKEN_FILE_ENV = "TASKBENCH_TOKEN_FILE"
 MAX_FRAME_ENV = "TASKBENCH_MAX_FRAME_BYTES"

@@ -29,6 +29,15 @@ class GraphError(ValueError):
     """A graph that cannot run: names the keys involved."""
 
 
+class MissingKeyError(GraphError, KeyError):
+    """An output key that is neither in the graph nor held by the cluster.
+
+    A `GraphError` like every graph problem, and a `KeyError` as dask's ``get`` contract asks.
+    """
+
+    __str__ = GraphError.__str__  # the message as it is, not KeyError's repr of it
+
+
 Key: TypeAlias = str | bytes | int | float | tuple
 
 KIND_DATA, KIND_PLAIN, KIND_NODE = 0, 1, 2
@@ -171,11 +180,18 @@ def flatten_keys(keys: Any) -> list[Key]:
     return out
 
 
-def pack_results(keys: Any, results: Mapping[Key, object]) -> Any:
-    """`keys`' nesting with each key replaced by its result (a single key gives its value)."""
+def pack_results(keys: Any, results: Mapping[Key, object], *, container: type = list) -> Any:
+    """`keys`' nesting with each key replaced by its result (a single key gives its value).
+
+    Each list of keys becomes a ``container``; a ``get`` passes ``tuple``, as dask's does.
+    """
     if type(keys) is not list:
         return results[keys]
-    return [pack_results(k, results) if type(k) is list else results[k] for k in keys]
+    out = [
+        pack_results(k, results, container=container) if type(k) is list else results[k]
+        for k in keys
+    ]
+    return out if container is list else container(out)
 
 
 def _shorten(keys: Sequence[Key]) -> str:
@@ -348,7 +364,7 @@ def _output_keys(dsk: dict, known: Collection, keys: Any) -> list[Key]:
             validate_key(key)
         missing.append(key)
     if missing:
-        raise GraphError(f"output keys not in the graph: {_shorten(missing)}")
+        raise MissingKeyError(f"output keys not in the graph: {_shorten(missing)}")
     return out
 
 

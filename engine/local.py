@@ -69,7 +69,7 @@ class SyncExecutor:
                 waiting[dep] -= 1
                 if waiting[dep] == 0:
                     heapq.heappush(ready, (priority[dep], dep))
-        return pack_results(keys, {k: data[k] for k in out_keys})
+        return pack_results(keys, {k: data[k] for k in out_keys}, container=tuple)
 
 
 def get_sync(dsk: Any, keys: Any, **kwargs: Any) -> Any:

@@ -55,8 +55,17 @@ def _short(worker: str) -> str:
 
 
 def _worker_order(worker: str) -> tuple[Any, ...]:
-    host, _, port = _short(worker).rpartition(":")
-    return (host, int(port)) if port.isdigit() else (worker, 0)
+    """Natural order: ``host:9`` before ``host:10``, ``worker-2`` before ``worker-10``."""
+    name = _short(worker)
+    stem = name.rstrip("0123456789")
+    digits = name[len(stem) :]
+    return (stem, int(digits) if digits else -1, name)
+
+
+def worker_names(stream: TaskStream) -> dict[str, str]:
+    """``{address: "w0", …}`` in natural address order: rows read ``w0 t0``, not ports."""
+    workers = set(stream.meta.get("workers", {})) | {r.worker for r in stream.records}
+    return {w: f"w{i}" for i, w in enumerate(sorted(workers, key=_worker_order))}
 
 
 def _rows(stream: TaskStream) -> tuple[dict[tuple[str, int], float], dict[str, float], list]:
@@ -102,8 +111,25 @@ def _boxes(x0: np.ndarray, x1: np.ndarray, y: np.ndarray, height: float) -> np.n
     )
 
 
-def _draw_stream(ax: Axes, stream: TaskStream, colours: dict[str, str]) -> float:
-    """Draw one stream on `ax`; returns its span in seconds from its first start."""
+def _runs(
+    start: np.ndarray, stop: np.ndarray, ys: np.ndarray, colour: np.ndarray, gap: float
+) -> tuple[np.ndarray, ...]:
+    """Back-to-back bars of one colour on one row, closer than ``gap``, joined into one bar:
+    adjacent bars would show seams that are not there, and a gap under half a pixel cannot
+    be drawn anyway; wider gaps stay. Returns (start, stop, y, colour) of the joined bars."""
+    order = np.lexsort((start, ys))
+    start, stop, ys, colour = start[order], stop[order], ys[order], colour[order]
+    new = np.ones(len(start), dtype=bool)
+    new[1:] = (ys[1:] != ys[:-1]) | (colour[1:] != colour[:-1]) | (start[1:] - stop[:-1] >= gap)
+    first = np.flatnonzero(new)
+    return start[first], np.maximum.reduceat(stop, first), ys[first], colour[first]
+
+
+def _draw_stream(ax: Axes, stream: TaskStream, colours: dict[str, str], gap: float = 0.0) -> float:
+    """Draw one stream on `ax`; returns its span in seconds from its first start.
+
+    Bars of one colour closer than ``gap`` (half a pixel) are drawn as one (`_runs`).
+    """
     from matplotlib.collections import PolyCollection
 
     t0 = stream.origin()
@@ -113,14 +139,18 @@ def _draw_stream(ax: Axes, stream: TaskStream, colours: dict[str, str]) -> float
     start = np.fromiter((r.start for r in recs), dtype=np.float64, count=n) - t0
     stop = np.fromiter((r.stop for r in recs), dtype=np.float64, count=n) - t0
     ys = np.fromiter((thread_y[(r.worker, r.thread)] for r in recs), dtype=np.float64, count=n)
-    face = [colours.get(r.prefix, _OTHER) for r in recs]
+    palette = sorted(set(colours.values()) | {_OTHER})
+    code = {c: i for i, c in enumerate(palette)}
+    face = np.fromiter((code[colours.get(r.prefix, _OTHER)] for r in recs), dtype=np.int64, count=n)
     if n:
+        # no outlines: they would paint over the idle gaps between short tasks
+        x0, x1, y, c = _runs(start, stop, ys, face, gap)
         ax.add_collection(
             PolyCollection(
-                _boxes(start, stop, ys, _THREAD_HEIGHT),
-                facecolors=face,
-                edgecolors=face,
-                linewidths=0.3,
+                _boxes(x0, x1, y, _THREAD_HEIGHT),
+                facecolors=[palette[i] for i in c],
+                edgecolors="none",
+                linewidths=0,
             )
         )
     erred = [i for i, r in enumerate(recs) if r.status == "erred"]
@@ -149,20 +179,45 @@ def _draw_stream(ax: Axes, stream: TaskStream, colours: dict[str, str]) -> float
     for y in separators:
         ax.axhline(y, color="0.6", linewidth=0.6)
 
+    names = worker_names(stream)
     if len(thread_y) <= 40:
-        labels = {y: f"{_short(w)} t{t}" for (w, t), y in thread_y.items()}
-        labels.update({y: "transfers" for y in transfer_y.values()})
+        labels = {y: f"{names[w]} t{t}" for (w, t), y in thread_y.items()}
+        labels.update({y: f"{names[w]} transfers" for w, y in transfer_y.items()})
     else:  # too many rows to label each: name each worker at its first thread
         labels, seen = {}, set()
         for (w, _), y in thread_y.items():
             if w not in seen:
                 seen.add(w)
-                labels[y] = _short(w)
+                labels[y] = names[w]
     ax.set_yticks(list(labels), list(labels.values()), fontsize=7)
     bottom = max([*thread_y.values(), *transfer_y.values()], default=0.0)
     ax.set_ylim(bottom + 0.6, -0.6)
     ax.set_xlabel("seconds from first start")
     return float(max(stop.max(initial=0.0), arr[:, 1].max() if tx else 0.0))
+
+
+def _us(value: float) -> str:
+    """Microseconds, readably: ``20.1 µs``, ``3,254 µs``."""
+    return f"{value:,.0f} µs" if value >= 100 else f"{value:.3g} µs"
+
+
+def panel_facts(stream: TaskStream) -> list[str]:
+    """What a panel's title says under its name: tasks, makespan, lag; what placed the work."""
+    if not stream.records:
+        return ["no tasks"]
+    n = len(stream)
+    facts = f"{n:,} {'task' if n == 1 else 'tasks'}, makespan {stream.makespan():.3g} s"
+    if stream.makespan() > 0:
+        idle = stream.idle_fraction(len(_rows(stream)[0]))
+        facts += f", idle {100 * idle:.0f}%"
+    lags = stream.lag_percentiles((50, 99))
+    if lags["p50"] is not None:
+        facts += f", lag p50 {_us(lags['p50'])}, p99 {_us(lags['p99'])}"
+    lines = [facts]
+    counts = stream.placement_counts()
+    if counts:
+        lines.append("placed by: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    return lines
 
 
 def plot_task_stream(
@@ -184,32 +239,37 @@ def plot_task_stream(
         raise ValueError(f"{len(titles)} titles for {len(streams)} streams")
     colours = prefix_colours(streams)
     rows = max(len(_rows(s)[0]) for s in streams)
-    height = min(3.0 + 0.28 * rows, 24.0)
+    heads = []  # each panel's title lines: its name, then its facts
+    for i, s in enumerate(streams):
+        name = titles[i] if titles else s.meta.get("title")
+        heads.append([*(name.splitlines() if name else []), *panel_facts(s)])
+    height = min(max(4.0, 2.0 + 0.3 * rows + 0.2 * max(map(len, heads))), 24.0)
     width = 12.0 if len(streams) == 1 else 6.5 * len(streams)
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(1, len(streams), squeeze=False, sharex=True)
+    longest = max((max(r.stop for r in s.records) - s.origin() for s in streams if s.records),
+                  default=0.0)  # fmt: skip
+    pixel = (longest or 1.0) / (width * 110 / len(streams))
     span = 0.0
     for i, (ax, s) in enumerate(zip(axes[0], streams, strict=True)):
-        span = max(span, _draw_stream(ax, s, colours))
-        label = titles[i] if titles else None
-        lags = s.lag_percentiles((50, 99))
-        if s.records and lags["p50"] is not None:
-            stats = f"{len(s)} tasks, lag p50 {lags['p50']:.3g} µs, p99 {lags['p99']:.3g} µs"
-        else:
-            stats = f"{len(s)} tasks"
-        ax.set_title(f"{label}\n{stats}" if label else stats, fontsize=9)
+        span = max(span, _draw_stream(ax, s, colours, pixel / 2))
+        ax.set_title("\n".join(heads[i]), fontsize=9)
     axes[0][0].set_xlim(0.0, span * 1.01 if span > 0 else 1.0)
 
+    # the legend names only what can be seen: at least about a pixel of bars in all
     busy: dict[str, float] = {}
     for s in streams:
         for r in s.records:
             busy[r.prefix] = busy.get(r.prefix, 0.0) + (r.stop - r.start)
     top = sorted(busy, key=lambda p: (-busy[p], p))[:_LEGEND_PREFIXES]
-    handles = [Patch(color=colours[p], label=p) for p in top]
-    if len(busy) > len(top):
+    rest = sum(busy[p] for p in busy if p not in top)
+    handles = [Patch(color=colours[p], label=p) for p in top if busy[p] >= pixel]
+    if len(busy) > len(top) and rest >= pixel:
         handles.append(Patch(color=_OTHER, label=f"other ({len(busy) - len(top)} prefixes)"))
     if any(r.transfers for s in streams for r in s.records):
         handles.append(Patch(color=_TRANSFER, alpha=0.6, label="transfer"))
+    if any(r.status == "erred" for s in streams for r in s.records):
+        handles.append(Patch(facecolor="none", edgecolor="black", hatch="xx", label="erred"))
     if handles:
         fig.legend(
             handles=handles,
@@ -266,23 +326,98 @@ def plot_lag_histogram(streams: dict[str, TaskStream], path: str | os.PathLike[s
 
 def add_parser(subparsers: Any) -> None:
     """Register ``stream plot`` under ``subparsers`` (argparse)."""
+    from taskbench.engine import argtypes as at
+
     stream = subparsers.add_parser("stream", help="task streams of recorded runs")
     ssub = stream.add_subparsers(dest="action", required=True)
     plot = ssub.add_parser("plot", help="task-stream picture (PNG) of a recorded run")
-    plot.add_argument("runs", nargs="+", help="JSONL stream files; several draw side by side")
-    plot.add_argument("-o", "--output", required=True)
-    plot.add_argument("--title")
+    plot.add_argument(
+        "runs", nargs="+", type=at.existing_file,
+        help="JSONL stream files; several draw side by side",
+    )  # fmt: skip
+    plot.add_argument("-o", "--output", type=at.output_file, required=True, help="the PNG")
+    plot.add_argument("--title", help="the figure's title")
     plot.set_defaults(func=cmd_stream_plot)
 
 
+class StreamFileError(ValueError):
+    """A stream file that holds no task records, or a line that is not one."""
+
+
+_NUMBER = (int, float)
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "key": (str,), "prefix": (str,), "worker": (str,), "status": (str,), "thread": (int,),
+    "ready": (*_NUMBER, type(None)), "start": _NUMBER, "stop": _NUMBER, "nbytes": _NUMBER,
+    "sizeof_seconds": _NUMBER,
+}  # fmt: skip
+_TRANSFER_TYPES: dict[str, tuple[type, ...]] = {
+    "key": (str,), "source": (str,), "nbytes": _NUMBER, "start": _NUMBER, "stop": _NUMBER,
+}  # fmt: skip
+
+
+def _fields_problem(obj: Any, types: dict[str, tuple[type, ...]], what: str) -> str | None:
+    if not isinstance(obj, dict):
+        return f"not {what} (a JSON object)"
+    missing = [k for k in types if k not in obj]
+    extra = [k for k in obj if k not in types and k not in ("transfers", "placed_by")]
+    if missing or extra:
+        return f"not {what}: " + "; ".join(
+            [f"missing {', '.join(missing)}"] * bool(missing)
+            + [f"unknown {', '.join(extra)}"] * bool(extra)
+        )
+    wrong = [k for k, t in types.items() if not isinstance(obj[k], t) or isinstance(obj[k], bool)]
+    return f"not {what}: wrong type of {', '.join(wrong)}" if wrong else None
+
+
+def _line_problem(obj: Any, seen_records: bool) -> str | None:
+    """Why one parsed JSONL line is not what `TaskStream.from_jsonl` reads, or None."""
+    if isinstance(obj, dict) and set(obj) == {"meta"}:
+        if seen_records:
+            return "meta line after task records"
+        return None if isinstance(obj["meta"], dict) else "meta is not a JSON object"
+    problem = _fields_problem(obj, _RECORD_TYPES, "a task record")
+    if problem is None:
+        if not isinstance(obj.get("placed_by"), str | None):
+            return "not a task record: placed_by is not a string"
+        transfers = obj.get("transfers", [])
+        if not isinstance(transfers, list):
+            return "not a task record: transfers is not a list"
+        for t in transfers:
+            problem = problem or _fields_problem(t, _TRANSFER_TYPES, "a transfer")
+    return problem
+
+
+def read_stream(path: str | os.PathLike[str]) -> TaskStream:
+    """`TaskStream.from_jsonl` for a user's file: a bad line is named ``FILE:LINE: why``, and
+    a file without task records is an error too."""
+    import json
+
+    records = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise StreamFileError(f"{path}:{lineno}: not JSON ({e.msg})") from None
+            problem = _line_problem(obj, records > 0)
+            if problem:
+                raise StreamFileError(f"{path}:{lineno}: {problem}")
+            records += set(obj) != {"meta"}
+    if not records:
+        raise StreamFileError(f"no task records in {path}")
+    return TaskStream.from_jsonl(path)
+
+
 def cmd_stream_plot(args: Any) -> int:
-    """``taskbench stream plot RUN… -o PNG``: 2 when a stream file is missing."""
-    streams = []
-    for path in args.runs:
-        if not Path(path).exists():
-            print(f"taskbench: no such stream file: {path}", file=sys.stderr)
-            return 2
-        streams.append(TaskStream.from_jsonl(path))
+    """``taskbench stream plot RUN… -o PNG``: 1 when a stream file holds no task records or a
+    line that is not one (argparse has refused a missing file or output folder, with 2)."""
+    try:
+        streams = [read_stream(path) for path in args.runs]
+    except (OSError, StreamFileError) as e:
+        print(f"taskbench stream plot: error: {e}", file=sys.stderr)
+        return 1
     titles = [s.meta.get("title") or Path(p).stem for s, p in zip(streams, args.runs, strict=True)]
     plot_task_stream(streams if len(streams) > 1 else streams[0], args.output, title=args.title,
                      titles=titles if len(streams) > 1 else None)  # fmt: skip

@@ -3,6 +3,11 @@
 It owns the sockets and the clock: worker streams, client streams, heartbeats, the wait
 for a worker when none is left, and the task stream (one record per task, as workers
 report them).
+
+Nothing a peer sends may take the scheduler down. A registration is checked before it
+reaches the state (`registration_problem`) and refused with a reason the worker prints. A
+message that fails while it is handled is logged, and closes that peer's connection only;
+the periodic loops log a failed tick and go on.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from taskbench.engine import comm as _comm
@@ -24,6 +29,47 @@ from taskbench.engine.stream import RecordBuffer
 from taskbench.engine.worker_state import WorkerRecord
 
 logger = logging.getLogger("taskbench.engine.scheduler")
+
+
+def registration_problem(msg: dict, scheme: str, registered: Collection[str]) -> str | None:
+    """Why a ``register-worker`` message is refused (None if it is fine).
+
+    ``scheme`` is the scheduler's own ("tcp" or "inproc"): a worker must be reachable the
+    same way. ``registered`` holds the addresses of the workers already here.
+    """
+    protocol = msg.get("protocol")
+    if protocol != _comm.PROTOCOL or type(protocol) is not int:
+        if protocol is None:
+            return (
+                f"the worker sent no protocol version (this scheduler speaks protocol "
+                f"{_comm.PROTOCOL}); is its taskbench older than the scheduler's?"
+            )
+        return (
+            f"the worker speaks protocol {protocol!r}, this scheduler protocol "
+            f"{_comm.PROTOCOL}: run the same taskbench version on both"
+        )
+    address = msg.get("address")
+    if type(address) is not str:
+        return f"the worker address {address!r} is not a string"
+    try:
+        their_scheme, host, port = _comm.parse_address(address)
+    except ValueError:
+        their_scheme, host, port = "", "", 0
+    if their_scheme != scheme or not host or (scheme == "tcp" and not 1 <= port <= 65535):
+        form = "tcp://host:port with a port 1-65535" if scheme == "tcp" else f"{scheme}://name"
+        return f"the worker address {address!r:.100} is not {form}"
+    nthreads = msg.get("nthreads")
+    if type(nthreads) is not int or nthreads < 1:
+        return f"nthreads must be an integer >= 1, not {nthreads!r:.40}"
+    memory = msg.get("memory_limit")
+    if memory is not None and (type(memory) not in (int, float) or not memory >= 0):
+        return f"memory_limit must be a number of bytes >= 0, not {memory!r:.40}"
+    pid = msg.get("pid", 0)
+    if type(pid) is not int or pid < 0:
+        return f"pid must be an integer >= 0, not {pid!r:.40}"
+    if address in registered:
+        return f"a worker at {address} is already registered"
+    return None
 
 
 class Scheduler:
@@ -74,7 +120,12 @@ class Scheduler:
     def _background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a background task failed", exc_info=task.exception())
 
     def _sid(self, what: str) -> str:
         return f"{what}-{next(self._stimulus)}"
@@ -82,17 +133,28 @@ class Scheduler:
     # ------------------------------------------------------------ routing
 
     async def _handle(self, comm: _comm.Comm) -> None:
+        """Route a connection by its first message; `_comm.Server` logs what escapes."""
         msg, _ = await comm.read()
         op = msg["op"]
         if op == "register-worker":
             await self._worker_stream(comm, msg)
         elif op == "register-client":
-            await self._client_stream(comm, msg["client"])
+            client = msg.get("client")
+            if type(client) is not str or not client or client in self.clients:
+                await self._refuse(comm, "client", f"client id {client!r:.80} is invalid or taken")
+                return
+            await self._client_stream(comm, client)
         elif op == "identity":
             comm.send({"op": "identity", **self.identity()})
             await comm.drain()
         else:
             logger.warning("first message from %s has unknown op %r", comm.peer, op)
+
+    async def _refuse(self, comm: _comm.Comm, who: str, reason: str) -> None:
+        """Tell the peer why it is refused (the caller then closes the connection)."""
+        logger.warning("refused %s registration from %s: %s", who, comm.peer, reason)
+        with contextlib.suppress(_comm.CommClosedError):
+            await comm.write({"op": "refused", "message": reason})
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -130,11 +192,13 @@ class Scheduler:
     # ------------------------------------------------------------ workers
 
     async def _worker_stream(self, comm: _comm.Comm, msg: dict) -> None:
-        address = msg["address"]
         state = self.state
-        if address in state.workers:
-            comm.send({"op": "error", "message": f"worker {address} is already registered"})
+        scheme = self.address.partition("://")[0]
+        problem = registration_problem(msg, scheme, self.workers.keys() | state.workers.keys())
+        if problem is not None:
+            await self._refuse(comm, "worker", problem)
             return
+        address = msg["address"]
         self.workers[address] = comm
         self.worker_pids[address] = msg.get("pid", 0)
         self.last_seen[address] = time.monotonic()
@@ -142,6 +206,7 @@ class Scheduler:
         self._send(state.add_worker(address, msg["nthreads"], stimulus_id=self._sid("add-worker")))
         self._workers_changed.set()
         logger.info("worker %s joined with %d threads", address, msg["nthreads"])
+        op = ""
         try:
             while True:
                 msg, _frames = await comm.read()
@@ -191,10 +256,17 @@ class Scheduler:
                 elif op == "goodbye":
                     self._remove_worker(address, "it closed", expected=True)
                     return
+                elif op == "register-worker":
+                    why = f"this connection already registered the worker at {address}"
+                    await self._refuse(comm, "worker", why)
+                    self._remove_worker(address, "it registered twice")
+                    return
                 else:
                     logger.warning("unknown op %r from worker %s", op, address)
         except _comm.CommClosedError:
             pass
+        except Exception:
+            logger.exception("%r from worker %s failed; dropping the worker", op, address)
         finally:
             self._remove_worker(address, "connection closed")
 
@@ -216,7 +288,7 @@ class Scheduler:
         Records come off the wire as plain tuples in ``WorkerRecord``'s field order.
         """
         tasks = self.state.tasks
-        done, ran, prefixes = [], [], []
+        done, ran, prefixes, placed = [], [], [], []
         for r in records:
             key, thread, _ready, start, stop, nbytes, _sizeof, _transfers = r
             done.append((key, nbytes, stop - start))
@@ -224,15 +296,19 @@ class Scheduler:
                 ran.append(r)
                 ts = tasks.get(key)
                 prefixes.append(ts.prefix if ts is not None else key_prefix(key))
-        self.stream.append(address, status, prefixes, ran)
+                placed.append(ts.placed_by if ts is not None else None)
+        self.stream.append(address, status, prefixes, ran, placed)
         return done
 
     async def _balance_loop(self) -> None:
         """Every ``balance_interval`` seconds, while there is work, a ``balance`` tick."""
         while True:
             await asyncio.sleep(self.balance_interval)
-            if any(ws.processing for ws in self.state.worker_list):
-                self._send(self.state.balance(time.time(), stimulus_id=self._sid("balance")))
+            try:
+                if any(ws.processing for ws in self.state.worker_list):
+                    self._send(self.state.balance(time.time(), stimulus_id=self._sid("balance")))
+            except Exception:
+                logger.exception("a balance tick failed")
 
     async def _watch_heartbeats(self) -> None:
         while True:
@@ -240,7 +316,10 @@ class Scheduler:
             now = time.monotonic()
             for address, seen in list(self.last_seen.items()):
                 if now - seen > self.heartbeat_timeout:
-                    self._remove_worker(address, f"silent for {now - seen:.0f} s")
+                    try:
+                        self._remove_worker(address, f"silent for {now - seen:.0f} s")
+                    except Exception:
+                        logger.exception("removing the silent worker %s failed", address)
 
     def _check_unrunnable(self) -> None:
         """Tasks with no worker to run on fail after ``no_worker_timeout`` unless one joins."""
@@ -271,6 +350,7 @@ class Scheduler:
         self.clients[client] = comm
         state.add_client(client)
         comm.send({"op": "registered", "workers": len(state.workers)})
+        op = ""
         try:
             while True:
                 msg, frames = await comm.read()
@@ -303,6 +383,14 @@ class Scheduler:
                     comm.send({"op": "error", "message": f"unknown op {op!r}"})
         except _comm.CommClosedError:
             pass
+        except Exception as e:
+            logger.exception("%r from client %s failed; closing its connection", op, client)
+            if op == "update-graph":
+                why = f"the scheduler failed on this graph ({type(e).__name__}: {e}); see its log"
+                keys = msg.get("keys")
+                with contextlib.suppress(_comm.CommClosedError):
+                    if isinstance(keys, list | tuple):
+                        await comm.write({"op": "graph-refused", "message": why, "keys": keys})
         finally:
             self.clients.pop(client, None)
             self._send(state.remove_client(client, stimulus_id=self._sid("remove-client")))

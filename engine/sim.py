@@ -262,10 +262,15 @@ class Simulation:
         if started:
             self._to_scheduler(w, {"op": "task-started", "tasks": started})
         if records:
+            tasks = self.state.tasks
             for r in records:
                 if r.thread >= 0:  # -1: the result was held, nothing ran
                     prefix = key_prefix(r.key)
-                    self.records.append(TaskRecord.from_worker(r, w.address, prefix, "memory"))
+                    ts = tasks.get(r.key)  # still processing: the scheduler hears of it later
+                    placed = ts.placed_by if ts is not None else None
+                    self.records.append(
+                        TaskRecord.from_worker(r, w.address, prefix, "memory", placed)
+                    )
             self._to_scheduler(w, {"op": "task-finished", "records": records})
         for msg in messages:
             self._to_scheduler(w, msg)

@@ -30,7 +30,9 @@ shuffle's new epochs) goes to the bounded ``events`` log (``events_of(key)``).
 
 Placement and stealing are policies chosen by name (``engine.policies``). Whatever the
 policy, a task whose single input is still running is handed to that input's worker at
-once (eager assignment), so chains pay no round trip per task.
+once (eager assignment), so chains pay no round trip per task. Each task says which rule
+put it on the worker it last went to (``TaskState.placed_by``: ``policy``, ``eager``,
+``steal`` or ``restriction``), so a picture can say what really placed the work.
 
 Durations are estimated per task prefix: a moving average of finished tasks; for a
 prefix with none finished yet, the longest elapsed time of its running tasks (workers
@@ -69,6 +71,9 @@ from taskbench.engine.shuffle_state import P2PState
 TaskStateName = Literal[
     "released", "waiting", "no-worker", "processing", "memory", "erred", "forgotten"
 ]
+#: What put a task on its worker: the placement policy; eager hand-over to its single
+#: running input's worker; a steal; or its restriction.
+PlacementRule = Literal["policy", "eager", "steal", "restriction"]
 Key = Any  # str | bytes | int | float | tuple — see engine.graph
 Msgs = dict[str, list[dict[str, Any]]]
 _NO_TASKS: frozenset = frozenset()
@@ -90,6 +95,7 @@ class TaskState:
         "key",
         "kind",
         "nbytes",
+        "placed_by",
         "prefix",
         "priority",
         "processing_on",
@@ -123,6 +129,7 @@ class TaskState:
         self.exception: dict[str, Any] | None = None
         self.steal_level = -1  # its bin on its worker while it may be stolen, else -1
         self.restriction: WorkerState | None = None  # the only worker it may run on
+        self.placed_by: PlacementRule | None = None  # the rule that last placed it
         self.extension: StateExtension | None = None  # the extension that follows it, if any
 
     def __repr__(self) -> str:
@@ -643,6 +650,7 @@ class SchedulerState:
                 ts.waiting_on = 0
                 log.append((key, "released", "waiting", stimulus_id))
                 ws = self.placement.choose(self, ts)
+                ts.placed_by = "policy"
                 self._assign(ts, ws, recs)  # type: ignore[arg-type]  # workers exist
                 log.append((key, "waiting", "processing", stimulus_id))
                 continue
@@ -663,15 +671,22 @@ class SchedulerState:
         ext = ts.extension
         if ext is not None and not ext.may_run(ts):
             return "waiting", None
+        rw = ts.restriction
         if ts.waiting_on:
             ws = self._pinned_worker(ts)
-            return ("waiting", None) if ws is None else ("processing", ws)
-        rw = ts.restriction
+            if ws is None:
+                return "waiting", None
+            ts.placed_by = "eager" if rw is None else "restriction"
+            return "processing", ws
+        rule: PlacementRule
         if rw is None:
-            ws = self.placement.choose(self, ts)
+            ws, rule = self.placement.choose(self, ts), "policy"
         else:
-            ws = rw if self.workers.get(rw.address) is rw else None
-        return ("no-worker", None) if ws is None else ("processing", ws)
+            ws, rule = (rw if self.workers.get(rw.address) is rw else None), "restriction"
+        if ws is None:
+            return "no-worker", None
+        ts.placed_by = rule
+        return "processing", ws
 
     def _transition(
         self,
@@ -743,6 +758,7 @@ class SchedulerState:
     def _processing_processing(self, ts: TaskState, recs: dict[Key, str], ws: WorkerState) -> None:
         """A steal: the victim gave ``ts`` up unstarted; it runs on ``ws`` instead."""
         self._unassign(ts, tell_worker=False)  # the victim already dropped it
+        ts.placed_by = "steal"
         self._assign(ts, ws, recs)
 
     def _waiting_no_worker(self, ts: TaskState, recs: dict[Key, str]) -> None:

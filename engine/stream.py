@@ -32,6 +32,7 @@ ROW_FIELDS = (
     "sizeof_seconds",
     "status",
     "transfers",
+    "placed_by",
 )
 TRANSFER_FIELDS = ("key", "source", "nbytes", "start", "stop")
 
@@ -52,7 +53,12 @@ class Transfer:
 
 @dataclass(slots=True)
 class TaskRecord:
-    """One task run on one worker thread; `ready` is None when the engine does not report it."""
+    """One task run on one worker thread; `ready` is None when the engine does not report it.
+
+    `placed_by` names the scheduler's rule that put the task on its worker (``policy``,
+    ``eager``, ``steal``, ``restriction``; see `engine.state`); None for peers' streams and
+    records written before it existed.
+    """
 
     key: str
     prefix: str
@@ -65,14 +71,21 @@ class TaskRecord:
     sizeof_seconds: float
     status: TaskStatus
     transfers: list[Transfer] = field(default_factory=list)
+    placed_by: str | None = None
 
     @classmethod
     def from_worker(
-        cls, r: WorkerRecord, worker: str, prefix: str, status: TaskStatus
+        cls,
+        r: WorkerRecord,
+        worker: str,
+        prefix: str,
+        status: TaskStatus,
+        placed_by: str | None = None,
     ) -> TaskRecord:
         """The stream's record of what ``worker`` reported; the key becomes its string."""
         return cls(key_str(r.key), prefix, worker, r.thread, r.ready, r.start, r.stop, r.nbytes,
-                   r.sizeof_seconds, status, [Transfer(*t) for t in r.transfers or ()])  # fmt: skip
+                   r.sizeof_seconds, status, [Transfer(*t) for t in r.transfers or ()],
+                   placed_by)  # fmt: skip
 
 
 class RecordBuffer:
@@ -93,15 +106,23 @@ class RecordBuffer:
         return self.count - self._held
 
     def append(
-        self, worker: str, status: str, prefixes: list[str], rows: Sequence[WorkerRecord]
+        self,
+        worker: str,
+        status: str,
+        prefixes: list[str],
+        rows: Sequence[WorkerRecord],
+        placed_by: Sequence[str | None] | None = None,
     ) -> None:
-        """Records as ``worker`` sent them (plain tuples off the wire will do)."""
+        """Records as ``worker`` sent them (plain tuples off the wire will do), with the rule
+        that placed each task, where the scheduler knows it."""
         if not rows:
             return
         numbers = np.array([r[1:7] for r in rows], dtype=np.float64)  # thread .. sizeof_seconds
         transfers = {i: r[7] for i, r in enumerate(rows) if r[7]}
         keys = [r[0] for r in rows]
-        self._chunks.append((self.count, worker, status, keys, prefixes, numbers, transfers))
+        placed = list(placed_by) if placed_by is not None else [None] * len(rows)
+        chunk = (self.count, worker, status, keys, prefixes, numbers, transfers, placed)
+        self._chunks.append(chunk)
         self.count += len(rows)
         self._held += len(rows)
         while self._held > self.capacity and len(self._chunks) > 1:
@@ -110,14 +131,14 @@ class RecordBuffer:
     def rows(self, start: int = 0) -> list[tuple]:
         """Wire rows (``ROW_FIELDS``) of every held record with index ≥ ``start``."""
         out = []
-        for first, worker, status, keys, prefixes, numbers, transfers in self._chunks:
+        for first, worker, status, keys, prefixes, numbers, transfers, placed in self._chunks:
             if first + len(keys) <= start:
                 continue
             for i in range(max(start - first, 0), len(keys)):
                 thread, ready, begin, stop, nbytes, sizeof_s = numbers[i].tolist()
                 out.append(
                     (key_str(keys[i]), prefixes[i], worker, int(thread), ready, begin, stop,
-                     int(nbytes), sizeof_s, status, transfers.get(i, ()))
+                     int(nbytes), sizeof_s, status, transfers.get(i, ()), placed[i])
                 )  # fmt: skip
         return out
 
@@ -177,6 +198,7 @@ class TaskStream:
                 r.sizeof_seconds,
                 r.status,
                 [[t.key, t.source, t.nbytes, t.start, t.stop] for t in r.transfers],
+                r.placed_by,
             )
             for r in self.records
         ]
@@ -185,34 +207,15 @@ class TaskStream:
     def from_rows(
         cls, rows: Iterable[Sequence[Any]], meta: dict[str, Any] | None = None
     ) -> TaskStream:
-        """Rebuild a stream from `to_rows` output (tuples or the lists msgpack gives back)."""
+        """Rebuild a stream from `to_rows` output (tuples or the lists msgpack gives back);
+        rows without the trailing `placed_by` (older peers) read it as None."""
         records = [
             TaskRecord(
-                key,
-                prefix,
-                worker,
-                thread,
-                ready,
-                start,
-                stop,
-                nbytes,
-                sizeof_seconds,
-                status,
-                [Transfer(*t) for t in transfers],
+                *row[:10],
+                [Transfer(*t) for t in row[10]],
+                row[11] if len(row) > 11 else None,
             )
-            for (
-                key,
-                prefix,
-                worker,
-                thread,
-                ready,
-                start,
-                stop,
-                nbytes,
-                sizeof_seconds,
-                status,
-                transfers,
-            ) in rows
+            for row in rows
         ]
         return cls(records, meta)
 
@@ -244,11 +247,14 @@ class TaskStream:
                         for t in r.transfers
                     ],
                 }
+                if r.placed_by is not None:
+                    obj["placed_by"] = r.placed_by
                 f.write(json.dumps(obj) + "\n")
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike[str]) -> TaskStream:
-        """Read `to_jsonl` output; blank lines are skipped, a first `meta` line becomes `meta`."""
+        """Read `to_jsonl` output; blank lines are skipped, a first `meta` line becomes `meta`;
+        a record without `placed_by` (written before it existed) reads it as None."""
         records: list[TaskRecord] = []
         meta: dict[str, Any] = {}
         with open(path, encoding="utf-8") as f:
@@ -403,6 +409,14 @@ class TaskStream:
             return dict.fromkeys(names)
         values = np.percentile(lags, list(ps))
         return {name: float(v) for name, v in zip(names, values, strict=True)}
+
+    def placement_counts(self) -> dict[str, int]:
+        """Tasks per placement rule (``placed_by``), most first; empty when none is known."""
+        counts: dict[str, int] = {}
+        for r in self.records:
+            if r.placed_by is not None:
+                counts[r.placed_by] = counts.get(r.placed_by, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def makespan(self) -> float:
         """Max stop - min start over tasks, in seconds; 0.0 for an empty stream."""

@@ -35,6 +35,11 @@ from taskbench.engine.worker_state import WorkerTasks
 
 logger = logging.getLogger("taskbench.engine.worker")
 
+
+class RegistrationRefused(ConnectionError):
+    """The scheduler refused this worker; the message says why."""
+
+
 _EMPTY: dict = {}
 _thread = threading.local()
 
@@ -93,7 +98,11 @@ class Worker:
             )
             t.start()
             self._threads.append(t)
-        await self._connect()
+        try:
+            await self._connect()
+        except BaseException:
+            await self.close()
+            raise
         self._main = asyncio.ensure_future(self._scheduler_loop())
         return self.address
 
@@ -105,11 +114,13 @@ class Worker:
                 "address": self.address,
                 "nthreads": self.nthreads,
                 "pid": os.getpid(),
+                "protocol": _comm.PROTOCOL,
             }
         )
         reply, _ = await self._sched.read(timeout=30)
         if reply["op"] != "registered":
-            raise ConnectionError(f"scheduler refused registration: {reply}")
+            why = reply.get("message", reply["op"])
+            raise RegistrationRefused(f"the scheduler refused this worker: {why}")
 
     async def finished(self) -> None:
         await self._done.wait()
@@ -172,6 +183,9 @@ class Worker:
             try:
                 await self._connect()
                 return True
+            except RegistrationRefused as e:
+                logger.warning("%s; closing", e)
+                return False
             except OSError:
                 await asyncio.sleep(0.5)
         logger.warning("lost the scheduler at %s; closing", self.scheduler_address)

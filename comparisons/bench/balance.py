@@ -5,7 +5,9 @@ simulator instead (8 workers × 2 threads by default). The figure is the makespa
 (makespan ÷ the workload's lower bound, see ``engine.workloads``) with the idle fraction.
 Real runs also print what the simulator predicted for the same cluster, so the simulator
 is checked against reality in every run; ``--vs dask`` adds dask.distributed on the same
-real workloads.
+real workloads. Every run also counts which rule placed its tasks (``placed_by``: the policy,
+eager hand-over, a steal), because eager hand-over can pin work before any policy is asked,
+and the pictures are titled for what happened, not for the policy's name alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ import threading
 import time
 from typing import Any
 
-from taskbench.comparisons.argtypes import positive_int
+from taskbench.comparisons.argtypes import (
+    comma_choices,
+    output_file,
+    positive_int,
+    positive_number,
+)
+from taskbench.comparisons.bench.console import (
+    log_folder,
+    peer_logs,
+    plural,
+    progress,
+)
 from taskbench.comparisons.bench.record import (
     BenchResult,
     collect,
@@ -42,8 +55,14 @@ POLICIES: dict[str, EngineOptions] = {
     "locality+stealing": EngineOptions(placement="locality", stealing=True),
 }
 PREDICTED = "sim_predicted_makespan_s"  # real runs: the simulator's makespan, same cluster
+RULES = ("policy", "eager", "steal", "restriction")  # what placed a task: engine.state
 FIGURES = ("makespan_s", "lower_bound_s", "makespan_ratio", "idle_fraction", "tasks", "steals",
-           PREDICTED)  # fmt: skip
+           PREDICTED, *(f"placed_by_{rule}" for rule in RULES))  # fmt: skip
+DEFINITIONS = (
+    "makespan ratio: makespan ÷ its lower bound, max(Σ durations ÷ threads, critical path); 1 is "
+    "best",
+    "idle fraction: share of thread time with no task running",
+)
 
 
 def _result(stream: TaskStream, workload: Workload, n_workers: int, threads: int, joins=None):
@@ -51,12 +70,14 @@ def _result(stream: TaskStream, workload: Workload, n_workers: int, threads: int
         workload.join_at = joins  # the measured join times, not the planned ones
     makespan = stream.makespan()
     lower = workload.lower_bound(n_workers, threads)
+    placed = stream.placement_counts()
     return {
         "makespan_s": makespan,
         "lower_bound_s": lower,
         "makespan_ratio": makespan / lower,
         "idle_fraction": stream.idle_fraction(n_workers * threads),
         "tasks": len(stream.records),
+        **({f"placed_by_{rule}": placed.get(rule, 0) for rule in RULES} if placed else {}),
     }
 
 
@@ -137,7 +158,7 @@ def run_dask(name: str, n_workers: int, scale: float, seed: int = 0):
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
                      "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
-                    env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    env=env, stdout=subprocess.DEVNULL,  # stderr: to the peer log
                 ))  # fmt: skip
                 client.wait_for_workers(len(specs) + len(joins) + 1, timeout=60)
                 joins[index] = time.time() - t0
@@ -178,15 +199,52 @@ def format_results(results: list[BenchResult], workloads: list[str], columns: li
             ratio, idle = figure("makespan_ratio", w, c), figure("idle_fraction", w, c)
             cells.append("-" if ratio is None else f"{ratio:.2f} ({idle:.2f})")
         rows.append([w, *cells])
-    lines = [format_table(["makespan ratio (idle fraction)", *columns], rows, min_width=20)]
+    lines = ["makespan ratio (idle fraction) per workload and policy"]
+    lines += [format_table(["workload", *columns], rows, min_width=20), *DEFINITIONS]
+    placed = [[w, *(_placed(figure, w, c) for c in columns)] for w in workloads]
+    if any(cell != "-" for row in placed for cell in row[1:]):
+        lines += ["", "tasks placed by each rule: policy / eager / steal"]
+        lines.append(format_table(["workload", *columns], placed, min_width=20))
+        lines += [
+            "policy: the placement policy chose the worker; steal: a steal moved it there",
+            "eager: handed at once to the worker running its single input, before any policy",
+        ]
     checked = [
         [w, *(_check(figure(PREDICTED, w, c), figure("makespan_s", w, c)) for c in columns)]
         for w in workloads
     ]
     if any(cell != "-" for row in checked for cell in row[1:]):
-        lines += ["", "simulator check: predicted vs measured makespan (s), same cluster"]
-        lines.append(format_table(["", *columns], checked, min_width=20))
+        lines += ["", "simulator check: predicted/measured makespan (s), same cluster"]
+        lines.append(format_table(["workload", *columns], checked, min_width=20))
     return "\n".join(lines)
+
+
+def _placed(figure: Any, workload: str, column: str) -> str:
+    counts = [figure(f"placed_by_{rule}", workload, column) for rule in RULES]
+    if counts[0] is None:
+        return "-"
+    text = " / ".join(f"{int(n):,}" for n in counts[:3])
+    return text + (f" (+{int(counts[3]):,} restricted)" if counts[3] else "")
+
+
+def what_happened(stream: TaskStream) -> str:
+    """One line on what really placed the tasks of a run, from its records' ``placed_by``."""
+    counts = stream.placement_counts()
+    n = sum(counts.values())
+    if not n:
+        return "its own placement and stealing"
+    eager, steal, policy = counts.get("eager", 0), counts.get("steal", 0), counts.get("policy", 0)
+    if steal:
+        return f"stealing moved {steal:,} of {n:,} tasks off the worker first given them"
+    if eager >= n / 2:
+        from taskbench.engine.plot import worker_names
+
+        pinned = {r.worker for r in stream.records if r.placed_by == "eager"}
+        where = "their input's worker"
+        if len(pinned) == 1:
+            where = f"{worker_names(stream)[pinned.pop()]}, {where}"
+        return f"no stealing: eager hand-over kept {eager:,} of {n:,} tasks on {where}"
+    return f"no stealing: the placement policy chose the worker of {policy:,} of {n:,} tasks"
 
 
 def _check(sim: float | None, real: float | None) -> str:
@@ -196,62 +254,73 @@ def _check(sim: float | None, real: float | None) -> str:
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
-    workloads = args.workloads.split(",") if args.workloads else list(NAMES)
-    policies = args.policies.split(",") if args.policies else list(POLICIES)
-    for w in workloads:
-        if w not in NAMES:
-            print(f"taskbench: unknown workload {w!r}; known: {', '.join(NAMES)}", file=sys.stderr)
-            return 2
-    for p in policies:
-        if p not in POLICIES:
-            print(f"taskbench: unknown policy {p!r}; known: {', '.join(POLICIES)}", file=sys.stderr)
-            return 2
-    if args.vs and args.vs != "dask":
-        print(f"taskbench: unknown peer {args.vs!r}; known: dask", file=sys.stderr)
-        return 2
+    workloads = args.workloads or list(NAMES)
+    policies = args.policies or list(POLICIES)
     workers = args.workers or (8 if args.sim else 2)
-    scale = args.scale or (1.0 if args.sim else 0.5)
+    scale = args.scale or (1.0 if args.sim else 0.5)  # None: the default
     threads = args.threads or (2 if args.sim else 1)
     mode = "sim" if args.sim else "real"
     metadata = run_metadata()
     results: list[BenchResult] = []
     streams: dict[tuple[str, str], TaskStream] = {}
+    say = progress("balance")
+    with_dask = "dask" in args.vs and not args.sim
+    runs = len(workloads) * (len(policies) + with_dask)
+    peer_log = log_folder() / "dask.log" if with_dask else None
+    if peer_log is not None:
+        say(f"dask.distributed's own logs go to {peer_log}")
+    done = 0
     for w in workloads:
         for p in policies:
+            done += 1
             params = {"workload": w, "policy": p, "mode": mode}
             if args.sim:
+                say(f"{done}/{runs} {w}, {p}: simulating")
                 figures, streams[w, p] = run_sim(w, p, workers, threads, scale)
             else:
+                say(f"{done}/{runs} {w}, {p}: running on a LocalCluster, then simulating it")
                 figures, streams[w, p] = run_real(w, p, workers, scale)
                 figures[PREDICTED] = run_sim(w, p, workers, 1, scale)[0]["makespan_s"]
             results += records(figures, "taskbench", metadata, **params)
-        if args.vs == "dask" and not args.sim:
-            figures, streams[w, "dask"] = run_dask(w, workers, scale)
+        if with_dask:
+            done += 1
+            say(f"{done}/{runs} {w}, dask: running on dask.distributed")
+            with peer_logs(peer_log):
+                figures, streams[w, "dask"] = run_dask(w, workers, scale)
             results += records(figures, "dask", metadata, workload=w, policy="dask", mode=mode)
+    label = "simulated" if args.sim else "real LocalCluster"
+    cluster = f"{plural(workers, 'worker')} × {plural(threads, 'thread')}"
     if args.plot:
         from taskbench.engine.plot import plot_task_stream
 
         pair = [("skewed", "random"), ("skewed", "locality+stealing")]
         if all(k in streams for k in pair):
-            ratios = [find(results, "makespan_ratio", "taskbench", workload=w, policy=p)
-                      for w, p in pair]  # fmt: skip
-            titles = [
-                f"{p}: makespan ratio {r:.2f}" for (_, p), r in zip(pair, ratios, strict=True)
-            ]
-            plot_task_stream([streams[k] for k in pair], args.plot,
-                             title="skewed workload: random placement beside locality + stealing",
-                             titles=titles)  # fmt: skip
+            panels = pair + [("skewed", "dask")] * (("skewed", "dask") in streams)
+            titles = []
+            for w, p in panels:
+                engine = "dask" if p == "dask" else "taskbench"
+                ratio = find(results, "makespan_ratio", engine, workload=w, policy=p)
+                name = "dask.distributed" if p == "dask" else f"policy {p}"
+                titles.append(f"{name}: makespan ratio {ratio:.2f}\n"
+                              f"{what_happened(streams[w, p])}")  # fmt: skip
+            engines = "taskbench engine" + (" and dask.distributed" if len(panels) > 2 else "")
+            plot_task_stream([streams[k] for k in panels], args.plot, titles=titles,
+                             title=f"skewed workload ({label}, {cluster}) on the {engines}: "
+                             "makespan ratio, and what placed the tasks")  # fmt: skip
     if args.json:
         doc = to_document("balance", results, metadata, mode=mode, workers=workers,
                           threads=threads, scale=scale)  # fmt: skip
+        if peer_log is not None:
+            doc["peer_log"] = str(peer_log)
         print(json.dumps(doc, indent=2))
     else:
-        label = "simulated" if args.sim else "real LocalCluster"
-        print(f"{label}: {workers} workers × {threads} threads, scale {scale}")
-        columns = policies + (["dask"] if args.vs == "dask" and not args.sim else [])
+        print(f"{label}: {cluster}, scale {scale}")
+        columns = policies + (["dask"] if with_dask else [])
         print(format_results(results, workloads, columns))
         if args.plot:
             print(f"wrote {args.plot}")
+        if peer_log is not None:
+            print(f"dask.distributed logs: {peer_log}")
     return 0
 
 
@@ -262,12 +331,23 @@ def add_parser(bsub: Any) -> None:
     bal.add_argument("--workers", type=positive_int, help="default 2 real, 8 simulated")
     bal.add_argument("--threads", type=positive_int, help="default 1 real, 2 simulated")
     bal.add_argument(
-        "--scale", type=float, default=0.0,
+        "--scale", type=positive_number,
         help="about 2 s × scale of work per thread (default 1 simulated, 0.5 real)",
     )  # fmt: skip
-    bal.add_argument("--workloads", default="", help=f"comma-separated: {','.join(NAMES)}")
-    bal.add_argument("--policies", default="", help=f"comma-separated: {','.join(POLICIES)}")
-    bal.add_argument("--vs", default="", help="peer on the same real workloads: dask")
-    bal.add_argument("--plot", help="PNG: skewed, random beside locality+stealing")
-    bal.add_argument("--json", action="store_true")
+    bal.add_argument(
+        "--workloads", type=comma_choices(NAMES, "workload"), default=[],
+        help=f"comma-separated: {','.join(NAMES)} (default: all)",
+    )  # fmt: skip
+    bal.add_argument(
+        "--policies", type=comma_choices(POLICIES, "policy"), default=[],
+        help=f"comma-separated: {','.join(POLICIES)} (default: all)",
+    )  # fmt: skip
+    bal.add_argument(
+        "--vs", type=comma_choices(["dask"], "peer"), default=[],
+        help="peer on the same real workloads: dask",
+    )  # fmt: skip
+    bal.add_argument(
+        "--plot", type=output_file, help="PNG: skewed, random beside locality+stealing"
+    )
+    bal.add_argument("--json", action="store_true", help="print one JSON object")
     bal.set_defaults(func=cmd_balance)

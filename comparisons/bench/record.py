@@ -45,6 +45,11 @@ UNITS: dict[str, str] = {
     "steals": "count",
     "tasks": "count",
     "sim_predicted_makespan_s": "s",
+    # tasks placed by each rule (`engine.state.PlacementRule`)
+    "placed_by_policy": "count",
+    "placed_by_eager": "count",
+    "placed_by_steal": "count",
+    "placed_by_restriction": "count",
     # shuffle
     "seconds": "s",
     "cold_seconds": "s",

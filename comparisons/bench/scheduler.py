@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from taskbench.comparisons.argtypes import positive_int
+from taskbench.comparisons.argtypes import (
+    comma_choices,
+    non_negative_int,
+    output_file,
+    positive_int,
+)
+from taskbench.comparisons.bench.console import Say, log_folder, peer_logs, plural, progress
 from taskbench.comparisons.bench.memory import peak_rss_bytes
 from taskbench.comparisons.bench.record import (
     BenchResult,
@@ -35,10 +41,13 @@ Get = Callable[[dict, list], Any]
 StreamOf = Callable[[Callable[[], Any]], tuple[TaskStream, float]]
 
 
-def _rates(get: Get, make: Callable[[int, str], dict], n: int, repeats: int, last_only: bool):
+def _rates(
+    get: Get, make: Callable[[int, str], dict], n: int, repeats: int, last_only: bool, say: Say
+):
     """Tasks/s of each of ``repeats`` runs (fresh keys each time)."""
     rates = []
     for r in range(repeats):
+        say(f"{n:,} {make.__name__.removesuffix('_graph')} tasks, repeat {r + 1}/{repeats}")
         dsk = make(n, f"{make.__name__}-{r}-{time.monotonic_ns()}")
         keys = [list(dsk)[-1]] if last_only else list(dsk)
         t0 = time.perf_counter()
@@ -59,13 +68,17 @@ def measure(
     repeats: int,
     metadata: dict[str, Any],
     graph_seconds: Callable[[int], list[float]] | None = None,
+    say: Say | None = None,
 ) -> tuple[list[BenchResult], TaskStream]:
     """Throughput, lag, overhead and idle records of one engine; a part with 0 tasks is skipped.
 
     ``graph_seconds(k)``, where the engine reports it, gives the scheduler's own time to take
     in each of the last ``k`` graphs (message in to tasks placed): ``*_update_graph_us``, in
-    microseconds per task, so that graphs of different sizes compare.
+    microseconds per task, so that graphs of different sizes compare. ``say`` hears of each
+    step (default: a ``[scheduler] engine:`` line on stderr).
     """
+    if say is None:
+        say = _say_for(engine)
     get(independent_graph(50, "warmup"), list(independent_graph(50, "warmup")))
     out: list[BenchResult | None] = []
     for name, make, n, last_only in (
@@ -73,7 +86,7 @@ def measure(
         ("chain_tasks_per_s", chain_graph, chain_tasks, True),
     ):
         if n:
-            rates = _rates(get, make, n, repeats, last_only)
+            rates = _rates(get, make, n, repeats, last_only, say)
             out.append(BenchResult.of(name, engine, rates, metadata, tasks=n))
             if graph_seconds is not None:
                 per_task = [s / n * 1e6 for s in graph_seconds(repeats)]
@@ -83,6 +96,7 @@ def measure(
                 )
     stream = TaskStream()
     if lag_tasks:
+        say(f"{lag_tasks:,} tasks of 1 ms for lag and idle time")
         dsk = sleep_graph(lag_tasks, f"sleep-{time.monotonic_ns()}")
         stream, wall = stream_of(lambda: get(dsk, list(dsk)))
         lags = stream.lag_percentiles((50, 90, 99))
@@ -96,6 +110,11 @@ def measure(
     return collect(out), stream
 
 
+def _say_for(engine: str) -> Say:
+    say = progress("scheduler")
+    return lambda message: say(f"{engine}: {message}")
+
+
 # ---------------------------------------------------------------- engines
 
 
@@ -103,6 +122,7 @@ def run_engine(workers: int, metadata: dict[str, Any], **sizes: Any):
     from taskbench.engine.client import Client
     from taskbench.engine.cluster import LocalCluster
 
+    _say_for("taskbench")(f"starting a LocalCluster of {plural(workers, 'worker')}")
     with LocalCluster(workers, 1) as cluster, Client(cluster) as client:
 
         def stream_of(run: Callable[[], Any]) -> tuple[TaskStream, float]:
@@ -123,7 +143,12 @@ def run_engine(workers: int, metadata: dict[str, Any], **sizes: Any):
         rss = BenchResult.of(
             "scheduler_peak_rss_mb", "taskbench", None if peak is None else peak / 1e6, metadata
         )
-    stream.meta = {"engine": "taskbench", "title": "taskbench engine: 1 ms tasks"}
+    stream.meta = {
+        "engine": "taskbench",
+        "workload": f"{len(stream):,} independent 1 ms tasks",
+        "title": f"taskbench engine: {len(stream):,} independent 1 ms tasks, "
+        f"{plural(workers, 'worker')} × 1 thread",
+    }
     return collect([*results, rss]), stream
 
 
@@ -141,6 +166,7 @@ def run_dask_distributed(workers: int, metadata: dict[str, Any], **sizes: Any):
     from taskbench.engine.stream import from_dask_task_stream
 
     quiet_dask()
+    _say_for("dask-distributed")(f"starting a LocalCluster of {plural(workers, 'worker')}")
     with (
         LocalCluster(
             n_workers=workers,
@@ -171,10 +197,16 @@ def run_dask_distributed(workers: int, metadata: dict[str, Any], **sizes: Any):
             ]
             return updates[-k:]
 
-        return measure(
+        results, stream = measure(
             "dask-distributed", client.get, stream_of, threads=workers, metadata=metadata,
             graph_seconds=graph_seconds, **sizes,
         )  # fmt: skip
+    stream.meta.update(
+        workload=f"{len(stream):,} independent 1 ms tasks",
+        title=f"dask.distributed: {len(stream):,} independent 1 ms tasks, "
+        f"{plural(workers, 'worker')} × 1 thread",
+    )
+    return results, stream
 
 
 def run_dask_threaded(workers: int, metadata: dict[str, Any], **sizes: Any):
@@ -235,12 +267,22 @@ def format_results(results: list[BenchResult], sizes: dict[str, dict[str, int]])
     rows = [
         [label, *(fmt(find(results, name, e), spec) for e in engines)] for label, name, spec in ROWS
     ]
-    table = format_table(["", *engines], rows, min_width=12)
-    counts = "; ".join(
-        f"{e}: {s['tasks']:,} independent, {s['chain_tasks']:,} chain, {s['lag_tasks']:,} × 1 ms"
+    table = format_table(["measure", *engines], rows, min_width=12)
+    width = max(len(e) for e in engines)
+    counts = [
+        f"  {e + ':':{width + 1}} {s['tasks']:,} independent, {s['chain_tasks']:,} chain, "
+        f"{s['lag_tasks']:,} × 1 ms"
         for e, s in sizes.items()
-    )
-    lines = [table, f"tasks per engine — {counts}"]
+    ]
+    lines = [
+        table,
+        "tasks per engine:",
+        *counts,
+        "lag: per worker thread, the gap from one task's end to the next one's start while work "
+        "was queued",
+        "per-task overhead: (wall time − compute time ÷ threads) ÷ tasks",
+        "idle fraction: share of thread time with no task running",
+    ]
     for e in engines[1:]:
         ratios = []
         for part in ("independent", "chain"):
@@ -253,52 +295,78 @@ def format_results(results: list[BenchResult], sizes: dict[str, dict[str, int]])
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    peers = [p for p in (args.vs or "").split(",") if p]
-    unknown = set(peers) - set(PEERS)
-    if unknown:
-        known = ", ".join(PEERS)
-        print(f"taskbench: unknown peer(s) {sorted(unknown)}; known: {known}", file=sys.stderr)
-        return 2
+    peers = args.vs
     metadata = run_metadata()
     n_chain = args.tasks if args.chain_tasks is None else args.chain_tasks
     ours = {"tasks": args.tasks, "chain_tasks": n_chain, "lag_tasks": args.lag_tasks}
     sizes = {"taskbench": ours}
     common = {"workers": args.workers, "metadata": metadata, "repeats": args.repeats}
     results, stream = run_engine(**common, **ours)
+    peer_log = peer_stream_out = None
     if "dask" in peers:
         n_peer = min(args.peer_tasks, args.tasks)
         peer = {"tasks": n_peer, "chain_tasks": n_peer, "lag_tasks": min(args.lag_tasks, n_peer)}
         sizes["dask-distributed"] = peer
-        results += run_dask_distributed(**common, **peer)[0]
+        peer_log = log_folder() / "dask.log"
+        progress("scheduler")(f"dask.distributed's own logs go to {peer_log}")
+        with peer_logs(peer_log):
+            peer_results, peer_stream = run_dask_distributed(**common, **peer)
+        results += peer_results
         sizes["dask-threaded"] = ours
         results += run_dask_threaded(**common, **ours)[0]
+        if args.stream_out and peer_stream.records:
+            peer_stream_out = peer_stream_path(args.stream_out)
+            peer_stream.to_jsonl(peer_stream_out)
     if args.stream_out:
         stream.to_jsonl(args.stream_out)
     if args.json:
         doc = to_document("scheduler", results, metadata, workers=args.workers,
                           threads_per_worker=1, repeats=args.repeats, sizes=sizes)  # fmt: skip
+        if peer_log is not None:
+            doc["peer_log"] = str(peer_log)
         print(json.dumps(doc, indent=2))
     else:
         cores = metadata["machine"]["cores"]
-        print(f"{args.workers} worker processes × 1 thread, {cores} cores")
+        print(f"{plural(args.workers, 'worker process', 'worker processes')} × 1 thread, "
+              f"{plural(cores, 'core')}")  # fmt: skip
         print(format_results(results, sizes))
         if args.stream_out:
             print(f"engine task stream (1 ms tasks) written to {args.stream_out}")
+        if peer_stream_out:
+            print(f"dask.distributed task stream (1 ms tasks) written to {peer_stream_out}")
+        if peer_log is not None:
+            print(f"dask.distributed logs: {peer_log}")
     return 0
+
+
+def peer_stream_path(stream_out: str) -> str:
+    """Where dask.distributed's stream goes beside ours: ``run.jsonl`` -> ``run-dask.jsonl``."""
+    root, ext = os.path.splitext(stream_out)
+    return f"{root}-dask{ext or '.jsonl'}"
 
 
 def add_parser(bsub: Any) -> None:
     """Add ``scheduler`` to ``taskbench bench``'s subcommands."""
     sch = bsub.add_parser("scheduler", help="throughput, lag and overhead vs dask")
-    sch.add_argument("--tasks", type=int, default=20_000, help="independent tasks (0 skips)")
-    sch.add_argument("--chain-tasks", type=int, help="chain length (default --tasks; 0 skips)")
-    sch.add_argument("--workers", type=positive_int, default=2)
-    sch.add_argument("--lag-tasks", type=int, default=2_000, help="1 ms tasks (0 skips)")
+    sch.add_argument(
+        "--tasks", type=non_negative_int, default=20_000, help="independent tasks (0 skips)"
+    )
+    sch.add_argument(
+        "--chain-tasks", type=non_negative_int, help="chain length (default --tasks; 0 skips)"
+    )
+    sch.add_argument("--workers", type=positive_int, default=2, help="worker processes")
+    sch.add_argument(
+        "--lag-tasks", type=non_negative_int, default=2_000, help="1 ms tasks (0 skips)"
+    )
     sch.add_argument(
         "--peer-tasks", type=positive_int, default=2_000, help="tasks for dask.distributed"
     )
-    sch.add_argument("--repeats", type=positive_int, default=3)
-    sch.add_argument("--vs", default="", help="comma-separated peers: dask")
-    sch.add_argument("--json", action="store_true")
-    sch.add_argument("--stream-out", help="write the engine's lag-run task stream (JSONL)")
+    sch.add_argument("--repeats", type=positive_int, default=3, help="runs of each part")
+    sch.add_argument(
+        "--vs", type=comma_choices(PEERS, "peer"), default=[], help="comma-separated peers: dask"
+    )
+    sch.add_argument("--json", action="store_true", help="print one JSON object")
+    sch.add_argument(
+        "--stream-out", type=output_file, help="write the engine's lag-run task stream (JSONL)"
+    )
     sch.set_defaults(func=cmd_scheduler)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from taskbench.comparisons.argtypes import parse_rows, positive_int
+from taskbench.comparisons.argtypes import comma_choices, parse_rows, positive_int
 from taskbench.comparisons.bench.frames import (
     COLUMN_SETS,
     STRINGS,
@@ -369,7 +369,7 @@ def measure(
     ]
     not_measured: dict[str, str] = {}
     expected = base["lengths"]
-    for method in args.methods.split(","):
+    for method in args.methods:
         for mode in args.sizeof:
             label = f"taskbench-{method}" + ("" if mode == "sampled" else f"-{mode}")
             log(f"{label}: shuffling on a 2-worker LocalCluster (sizeof {mode})")
@@ -484,23 +484,24 @@ def _best_engine(results: list[BenchResult]) -> str | None:
     return min(ours)[1] if ours else None
 
 
-def _sizeof_modes(text: str) -> list[str]:
-    """``--sizeof``: a comma list of engine sizeof modes; an unknown one is an argparse error."""
-    modes = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in modes if m not in SIZEOF_MODES]
-    if bad or not modes:
-        raise argparse.ArgumentTypeError(
-            f"unknown sizeof mode(s) {bad or [text]}; choose from {', '.join(SIZEOF_MODES)}"
-        )
-    return list(dict.fromkeys(modes))
-
-
 def cmd_shuffle(args: argparse.Namespace) -> int:
     peers = [p for p in (args.vs or "").split(",") if p]
     unknown = set(peers) - set(PEERS)
     if unknown:
         known = ", ".join(PEERS)
-        print(f"taskbench: unknown peer(s) {sorted(unknown)}; known: {known}", file=sys.stderr)
+        print(
+            f"taskbench bench shuffle: error: argument --vs: unknown peer(s) "
+            f"{', '.join(sorted(unknown))}; known: {known}",
+            file=sys.stderr,
+        )
+        return 2
+    columns = list(taxi_partition(0, 1, args.columns).columns)
+    if args.on not in columns:  # checked before the frame is built
+        print(
+            f"taskbench bench shuffle: error: argument --on: {args.on!r} is not a column; "
+            f"columns are {', '.join(columns)}",
+            file=sys.stderr,
+        )
         return 2
 
     def log(msg: str) -> None:
@@ -517,6 +518,8 @@ def cmd_shuffle(args: argparse.Namespace) -> int:
 
 def add_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     """Add ``shuffle`` to ``taskbench bench``'s subcommands."""
+    from taskbench.engine.dataframe import SHUFFLE_METHODS
+
     p = bench_subparsers.add_parser(
         "shuffle", help="hash-shuffle time, MB/s and overhead ratio vs dask and Spark"
     )
@@ -524,14 +527,17 @@ def add_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--partitions", type=positive_int, default=32, help="input and output partitions"
     )
-    p.add_argument("--on", default="trip_id", help="the shuffle key column")
-    p.add_argument("--columns", choices=COLUMN_SETS, default=STRINGS)
-    p.add_argument("--methods", default="tasks,p2p", help="engine implementations")
+    p.add_argument("--on", default="trip_id", help="the shuffle key column (checked at start)")
+    p.add_argument("--columns", choices=COLUMN_SETS, default=STRINGS, help="column set")
     p.add_argument(
-        "--sizeof", type=_sizeof_modes, default=list(SIZEOF_MODES),
+        "--methods", type=comma_choices(SHUFFLE_METHODS, "method"), default=list(SHUFFLE_METHODS),
+        help=f"engine implementations, comma-separated (default: {','.join(SHUFFLE_METHODS)})",
+    )  # fmt: skip
+    p.add_argument(
+        "--sizeof", type=comma_choices(SIZEOF_MODES, "sizeof mode"), default=list(SIZEOF_MODES),
         help=f"engine sizeof modes to run, comma-separated (default: {','.join(SIZEOF_MODES)})",
     )  # fmt: skip
-    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--repeats", type=positive_int, default=3, help="runs of each engine")
     p.add_argument(
         "--no-stealing", action="store_true", help="engine without work stealing (diagnostic)"
     )
@@ -541,6 +547,6 @@ def add_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--vs", default="", help="comma-separated peers: dask,spark")
     p.add_argument("--spark-memory", default="6g", help="spark.driver.memory (default 1g is small)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_shuffle)
     return p

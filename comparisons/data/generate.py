@@ -31,7 +31,7 @@ import pyarrow as pa
 from taskbench.comparisons.data.manifest import (
     GENERATOR_VERSION,
     Manifest,
-    prepare_out_dir,
+    staged_dataset,
     write_dataset,
 )
 from taskbench.comparisons.data.schema import (
@@ -174,7 +174,6 @@ def generate(
     month_list = month_range(start, months)
     zone_table = synthetic_zones() if zones is None else read_zone_lookup(zones)
     model = _Model(zone_weights(zone_table))
-    out = prepare_out_dir(out, overwrite=overwrite)
     chunks = list(_plan_chunks(rows, month_list))
     workers = workers or min(4, os.cpu_count() or 1)
 
@@ -183,14 +182,41 @@ def generate(
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(key)))
         return trips_table(rng, chunk, model)
 
+    target = Path(out)
+    with staged_dataset(target, overwrite=overwrite) as staging:
+        file_rows = _write_trips(staging, draw, chunks, workers=workers, progress=progress)
+        manifest = write_dataset(
+            staging,
+            kind="generated",
+            zones=zone_table,
+            zones_source="synthetic" if zones is None else str(zones),
+            file_rows=file_rows,
+            seed=seed,
+            created_by=created_by or _default_command(rows, start, months, seed, target, zones),
+            generator_version=GENERATOR_VERSION,
+        )
+    return manifest
+
+
+def _write_trips(
+    out: Path,
+    draw: Callable[[_Chunk], pa.Table],
+    chunks: list[_Chunk],
+    *,
+    workers: int,
+    progress: bool,
+) -> dict[str, int]:
+    """Draw the chunks on a thread pool and write them in order; return {file name: rows}."""
     from tqdm import tqdm
 
-    bar = tqdm(total=rows, unit="rows", unit_scale=True, disable=not progress, file=sys.stderr)
+    total = sum(chunk.rows for chunk in chunks)
+    bar = tqdm(total=total, unit="rows", unit_scale=True, disable=not progress, file=sys.stderr)
     file_rows: dict[str, int] = {}
     writer = None
     current: tuple[int, int] | None = None
-    with ThreadPoolExecutor(max_workers=workers) as pool, bar:
-        try:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with bar:
             for chunk, table in _in_order(pool, draw, chunks, window=workers + 1):
                 if (chunk.year, chunk.month) != current:
                     if writer is not None:
@@ -203,19 +229,11 @@ def generate(
                     writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 file_rows[name] += table.num_rows
                 bar.update(table.num_rows)
-        finally:
-            if writer is not None:
-                writer.close()
-    return write_dataset(
-        out,
-        kind="generated",
-        zones=zone_table,
-        zones_source="synthetic" if zones is None else str(zones),
-        file_rows=file_rows,
-        seed=seed,
-        created_by=created_by or _default_command(rows, start, months, seed, out, zones),
-        generator_version=GENERATOR_VERSION,
-    )
+    finally:
+        if writer is not None:
+            writer.close()
+        pool.shutdown(wait=True, cancel_futures=True)  # on an interrupt, draw nothing more
+    return file_rows
 
 
 def _default_command(

@@ -13,9 +13,11 @@ Policy, stated once:
   payment_type). A row with a value that cannot be parsed, or with no pickup time, is
   rejected: written nowhere, counted per file with its reason and a few examples. CSV lines
   with the wrong number of fields are rejected the same way. ``strict=True`` makes any
-  rejected row an error. Dirty but parseable values (negative fares, dropoff before pickup)
-  are kept as they are. Timestamps become naive ``timestamp[us]`` (a zoned column is read
-  as its wall-clock time).
+  rejected row an error, and an import that keeps no row at all fails, naming each file and
+  its top reasons. Either way nothing is written: the dataset is written whole or not at
+  all (see :mod:`comparisons.data.manifest`). Dirty but parseable values (negative fares,
+  dropoff before pickup) are kept as they are. Timestamps become naive ``timestamp[us]`` (a
+  zoned column is read as its wall-clock time).
 - Output is one file per pickup (year, month), whatever input a row came from; within a
   month, rows keep their input order. ``trip_id`` is the record's position among all records
   read by this import (inputs in the order given), so it is unique and stable.
@@ -40,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from taskbench.comparisons.data.manifest import Manifest, prepare_out_dir, write_dataset
+from taskbench.comparisons.data.manifest import Manifest, staged_dataset, write_dataset
 from taskbench.comparisons.data.schema import (
     COORDINATE_COLUMNS,
     MONEY_COLUMNS,
@@ -219,11 +221,35 @@ def import_files(
         if source.path.resolve().parent == output_trips:
             raise DataError(f"{source.path}: is part of the output dataset; choose another --out")
     zone_table = read_zone_lookup(zones) if zones is not None else None
-    out = prepare_out_dir(out, overwrite=overwrite)
-    writers = _MonthWriters(out)
-    reports: list[FileReport] = []
+    if created_by is None:
+        words = ["taskbench", "data", "import", *map(str, paths), "--out", str(Path(out))]
+        words += ["--zones", str(zones)] if zones is not None else []
+        created_by = shlex.join(words + (["--strict"] if strict else []))
+    with staged_dataset(out, overwrite=overwrite) as staging:
+        reports, file_rows = _import_all(sources, staging, strict=strict, progress=progress)
+        if not file_rows:
+            raise DataError(_nothing_kept(reports, out))
+        manifest = write_dataset(
+            staging,
+            kind="imported",
+            zones=zone_table,
+            zones_source=None if zones is None else str(zones),
+            file_rows=file_rows,
+            seed=None,
+            created_by=created_by,
+            sources=[r.to_dict() for r in reports],
+        )
+    return ImportReport(reports, manifest)
+
+
+def _import_all(
+    sources: list[_Source], out: Path, *, strict: bool, progress: bool
+) -> tuple[list[FileReport], dict[str, int]]:
+    """Write every source's rows into ``out``; return the reports and {file name: rows}."""
     from tqdm import tqdm
 
+    writers = _MonthWriters(out)
+    reports: list[FileReport] = []
     total = sum(s.rows or 0 for s in sources) if all(s.rows for s in sources) else None
     bar = tqdm(total=total, unit="rows", unit_scale=True, disable=not progress, file=sys.stderr)
     next_trip_id = 0
@@ -239,25 +265,22 @@ def import_files(
                         f"{source.path}: {report.rows_rejected:,} rows cannot be parsed "
                         f"(strict): {reasons}; examples: {report.examples}"
                     )
-        file_rows = writers.close()
+        return reports, writers.close()
     except BaseException:
         writers.abort()
         raise
-    if created_by is None:
-        words = ["taskbench", "data", "import", *map(str, paths), "--out", str(out)]
-        words += ["--zones", str(zones)] if zones is not None else []
-        created_by = shlex.join(words + (["--strict"] if strict else []))
-    manifest = write_dataset(
-        out,
-        kind="imported",
-        zones=zone_table,
-        zones_source=None if zones is None else str(zones),
-        file_rows=file_rows,
-        seed=None,
-        created_by=created_by,
-        sources=[r.to_dict() for r in reports],
-    )
-    return ImportReport(reports, manifest)
+
+
+def _nothing_kept(reports: list[FileReport], out: str | os.PathLike[str]) -> str:
+    """Why an import that kept no rows failed: each file with its top rejection reasons."""
+    lines = [f"no rows kept, so nothing was written to {out}:"]
+    for report in reports:
+        line = f"  {report.path}: {report.rows_in:,} rows in, {report.rows_rejected:,} rejected"
+        top = sorted(report.reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
+        if top:
+            line += " (" + "; ".join(f"{reason}: {n:,}" for reason, n in top) + ")"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _expand(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -644,8 +667,7 @@ class _MonthWriters:
         return {trip_file_name(*month): rows for month, rows in sorted(self.rows.items())}
 
     def abort(self) -> None:
-        """Close and remove everything written so far."""
-        for month, writer in self.writers.items():
+        """Close every file (the unfinished dataset's folder is removed as a whole)."""
+        for writer in self.writers.values():
             with contextlib.suppress(Exception):  # best effort: another error is propagating
                 writer.close()
-            (self.out / trip_file_name(*month)).unlink(missing_ok=True)

@@ -406,7 +406,7 @@ def _resolve_client(futures: tuple, client: Any) -> Any:
     return default_client()
 
 
-def run_graph(graph: dict, keys: list, futures: tuple, client: Any) -> list:
+def run_graph(graph: dict, keys: list, futures: tuple, client: Any) -> tuple:
     """Run ``keys`` of ``graph`` on the resolved client, or in this thread."""
     client = _resolve_client(futures, client)
     if client is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def test_scheduler_and_workers_started_separately(tmp_path):
             assert client.wait_for_workers(2, timeout=30) == 2
             assert client.identity()["workers"] == {a: 2 for a in client.identity()["workers"]}
             dsk = {("x", i): (inc, i) for i in range(100)}
-            assert client.get(dsk, list(dsk)) == list(range(1, 101))
+            assert list(client.get(dsk, list(dsk))) == list(range(1, 101))  # list or tuple
         # a worker with the wrong token is refused and exits with an error
         bad = run("engine", "worker", address, "--log-level", "WARNING", timeout=60,
                   env={**env, "TASKBENCH_TOKEN": "wrong"})  # fmt: skip
@@ -118,3 +119,91 @@ def test_readme_names_every_command():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for command in ("make demo", "make test", "taskbench engine scheduler", "taskbench bench"):
         assert command in readme
+
+
+def _no_token_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TASKBENCH_")}
+
+
+def test_scheduler_writes_no_token_until_its_port_is_bound(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        cmd = [*TASKBENCH, "engine", "scheduler", "--port", port]
+        out = subprocess.run(cmd, cwd=tmp_path, env=_no_token_env(), capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1 and "cannot start a scheduler" in out.stderr
+    assert list(tmp_path.iterdir()) == []  # no .taskbench-token
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "value"),
+    [
+        (["engine", "worker", "tcp://127.0.0.1:1", "--nthreads", "0"], "--nthreads", "'0'"),
+        (["engine", "worker", "tcp://127.0.0.1:1", "--nthreads", "-2"], "--nthreads", "'-2'"),
+        (["engine", "worker", "notanaddress"], "address", "'notanaddress'"),
+        (["engine", "scheduler", "--port", "99999"], "--port", "'99999'"),
+        (["engine", "scheduler", "--balance-interval", "0"], "--balance-interval", "'0'"),
+    ],
+)
+def test_engine_flags_are_checked_where_they_are_parsed(argv, flag, value, capsys):
+    from taskbench.engine.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert f"argument {flag}:" in error and value in error
+
+
+def test_unknown_flag_is_named_before_a_missing_command(capsys):
+    from taskbench.cli import main
+
+    for argv in (["--frob"], ["engine", "--frob"], ["check", "--frob"]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith("unrecognized arguments: --frob")
+    assert main([]) == 2
+    assert "required: command" in capsys.readouterr().err
+
+
+def test_help_shows_the_defaults():
+    out = run("engine", "scheduler", "--help", root=True)
+    assert out.returncode == 0
+    help_text = " ".join(out.stdout.split())
+    assert "(default: 8786)" in help_text and "(default: locality)" in help_text
+    assert "(default: None)" not in help_text and "(default: False)" not in help_text
+
+
+def test_an_internal_error_is_one_line_and_a_log_with_the_traceback(tmp_path, monkeypatch, capsys):
+    from taskbench.engine import plot
+
+    from taskbench import cli
+
+    def boom(args):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(plot, "cmd_stream_plot", boom)  # a bug in a command
+    monkeypatch.setenv(cli.LOG_DIR_ENV, str(tmp_path))
+    assert cli.main(["stream", "plot", __file__, "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "internal error (RuntimeError: boom)" in err[0]
+    (log,) = tmp_path.glob("crash-*.log")
+    assert str(log) in err[0] and "Traceback" in log.read_text()
+    with pytest.raises(RuntimeError, match="boom"):  # --debug: the traceback itself
+        cli.main(["--debug", "stream", "plot", __file__, "-o", str(tmp_path / "x.png")])
+
+
+def test_the_root_imports_only_the_command_it_runs():
+    from taskbench.cli import COMMANDS, build_parser
+
+    # the stubs of the commands not run list them as the full parser does
+    assert build_parser([]).format_help() == build_parser().format_help()
+    code = (
+        "import sys; from taskbench.cli import main; main(['engine', 'worker', 'x']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'taskbench')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = out.stdout
+    assert "taskbench.engine.cli" in loaded and "pandas" not in loaded
+    assert all(module not in loaded for module, _ in list(COMMANDS.values())[1:])

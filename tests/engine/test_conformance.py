@@ -1,4 +1,9 @@
-"""One conformance suite for every ``get``: synchronous, in-process cluster, LocalCluster."""
+"""One conformance suite for every ``get``: synchronous, in-process cluster, LocalCluster.
+
+Each executor runs our own mixin and dask's (``dask.utils_test.GetFunctionTestMixin``): a
+``get`` here keeps dask's contract, so lists of keys come back as tuples and a missing
+output key raises ``KeyError``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,14 @@ from taskbench.engine.cluster import InProcessCluster, LocalCluster
 from taskbench.engine.comm import SerializationError
 from taskbench.engine.graph import GraphError
 from taskbench.engine.local import get_sync
+
+try:
+    from dask.utils_test import GetFunctionTestMixin as DaskGetFunctionTestMixin
+except ImportError:  # dask is optional: without it, its contract tests are skipped
+
+    class DaskGetFunctionTestMixin:
+        def test_dask_contract(self):
+            pytest.skip("dask is not installed")
 
 
 def inc(x):
@@ -50,7 +63,7 @@ class GetFunctionTestMixin:
 
     def test_independent(self, get):
         dsk = {("x", i): (inc, i) for i in range(50)}
-        assert get(dsk, list(dsk)) == [i + 1 for i in range(50)]
+        assert get(dsk, list(dsk)) == tuple(i + 1 for i in range(50))
 
     def test_chain(self, get):
         dsk = {("c", 0): 0, **{("c", i): (inc, ("c", i - 1)) for i in range(1, 200)}}
@@ -83,8 +96,8 @@ class GetFunctionTestMixin:
 
     def test_nested_output_keys(self, get):
         dsk = {"a": 1, "b": (inc, "a"), "c": (inc, "b")}
-        assert get(dsk, [["a", "b"], "c"]) == [[1, 2], 3]
-        assert get(dsk, ["a"]) == [1]
+        assert get(dsk, [["a", "b"], "c"]) == ((1, 2), 3)
+        assert get(dsk, ["a"]) == (1,)
 
     def test_literal_data_in_graph(self, get):
         arr = np.arange(10)
@@ -125,7 +138,7 @@ class GetFunctionTestMixin:
             assert type(get(dsk, "lock")) is type(threading.Lock())
 
     def test_empty_graph(self, get):
-        assert get({}, []) == []
+        assert get({}, []) == ()
 
     def test_repeated_graphs(self, get):
         dsk = {("r", i): (inc, i) for i in range(20)}
@@ -136,8 +149,10 @@ class GetFunctionTestMixin:
     def test_graph_errors_before_anything_runs(self, get):
         with pytest.raises(GraphError, match="cycle"):
             get({"a": (inc, "b"), "b": (inc, "a")}, "a")
-        with pytest.raises(GraphError, match="nope"):
+        with pytest.raises(GraphError, match="nope") as info:
             get({"a": 1}, "nope")
+        assert isinstance(info.value, KeyError)  # dask's contract for a missing output key
+        assert str(info.value) == "output keys not in the graph: 'nope'"
         with pytest.raises(GraphError, match=r"\('x', 3\)"):
             get({("x", 0): 1, ("x", 1): 2, "y": (add, ("x", 0), ("x", 3))}, "y")
 
@@ -177,6 +192,22 @@ class TestLocalCluster(GetFunctionTestMixin):
     @pytest.fixture
     def get(self, local_client):
         return local_client.get
+
+
+class TestDaskContractSync(DaskGetFunctionTestMixin):
+    get = staticmethod(get_sync)
+
+
+class TestDaskContractInProcessCluster(DaskGetFunctionTestMixin):
+    @pytest.fixture(autouse=True)
+    def _use_client(self, inprocess_client):
+        self.get = inprocess_client.get
+
+
+class TestDaskContractLocalCluster(DaskGetFunctionTestMixin):
+    @pytest.fixture(autouse=True)
+    def _use_client(self, local_client):
+        self.get = local_client.get
 
 
 def test_futures_submit_map_gather():

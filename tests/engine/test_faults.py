@@ -86,7 +86,7 @@ def test_only_worker_dies_then_a_new_one_finishes_the_graph():
         cluster.add_worker()
         t.join(60)
         assert not t.is_alive()
-        assert out.get("value") == [i + 1 for i in range(6)], out.get("error")
+        assert out.get("value") == tuple(i + 1 for i in range(6)), out.get("error")
 
 
 def test_only_worker_dies_fails_clearly_after_the_timeout():
@@ -129,7 +129,7 @@ def test_hostile_connections_are_refused_while_clients_keep_working():
                         break
                     data += chunk
                 s.close()
-            assert client.get(dsk, list(dsk)) == [i + 1 for i in range(100)]
+            assert client.get(dsk, list(dsk)) == tuple(i + 1 for i in range(100))
         assert len(client.identity()["workers"]) == 2
 
 

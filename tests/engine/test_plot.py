@@ -1,6 +1,8 @@
+import json
 import struct
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 from zlib import crc32
 
 import numpy as np
@@ -143,3 +145,116 @@ def test_prefix_colours_are_stable_and_distinct():
     for prefix in PREFIXES:
         alone = TaskStream([replace(stream.records[0], prefix=prefix)])
         assert prefix_colours([alone]) == {prefix: preferred(prefix)}
+
+
+def _plot_command(runs, output):
+    from taskbench.engine.plot import cmd_stream_plot
+
+    return cmd_stream_plot(SimpleNamespace(runs=runs, output=output, title=None))
+
+
+def test_stream_plot_refuses_a_stream_file_without_records(tmp_path, capsys):
+    for text in ("", "\n\n", '{"meta": {"title": "x"}}\n'):
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text(text)
+        assert _plot_command([empty], tmp_path / "x.png") == 1
+        assert capsys.readouterr().err.strip() == (
+            f"taskbench stream plot: error: no task records in {empty}"
+        )
+        assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "not a task record (a JSON object)"),
+        ('{"key": "k"}', "missing prefix"),
+        ("START", "not JSON"),
+        ("STOP_IS_TEXT", "wrong type of stop"),
+        ("EXTRA", "unknown colour"),
+        ("TRANSFER", "not a transfer"),
+        ('{"meta": {}}', "meta line after task records"),
+    ],
+)
+def test_stream_plot_names_the_file_and_line_of_a_bad_record(tmp_path, capsys, line, why):
+    path = tmp_path / "run.jsonl"
+    stream = synthetic(3)
+    stream.to_jsonl(path)
+    good = path.read_text().splitlines()
+    record = json.loads(good[-1])
+    bad = {
+        "START": good[-1][:-5],
+        "STOP_IS_TEXT": json.dumps({**record, "stop": "late"}),
+        "EXTRA": json.dumps({**record, "colour": "red"}),
+        "TRANSFER": json.dumps({**record, "transfers": [{"key": "d"}]}),
+    }.get(line, line)
+    path.write_text("\n".join([*good, bad, good[-1]]) + "\n")
+    assert _plot_command([path], tmp_path / "x.png") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}:{len(good) + 1}: " in err[0] and why in err[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_read_stream_reads_what_to_jsonl_wrote(tmp_path):
+    from taskbench.engine.plot import read_stream
+
+    stream = synthetic(50)
+    stream.meta = {"title": "t"}
+    stream.to_jsonl(tmp_path / "s.jsonl")
+    back = read_stream(tmp_path / "s.jsonl")
+    assert back.records == stream.records and back.meta == stream.meta
+
+
+def drawn(monkeypatch) -> dict:
+    """What the next saved figure shows: first panel's row labels and title, the legend."""
+    from matplotlib.figure import Figure
+
+    seen: dict = {}
+    savefig = Figure.savefig
+
+    def keep(fig, path, **kw):
+        ax = fig.axes[0]
+        seen["labels"] = [t.get_text() for t in ax.get_yticklabels()]
+        seen["title"] = ax.get_title()
+        seen["legend"] = [t.get_text() for t in fig.legends[0].get_texts()]
+        return savefig(fig, path, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return seen
+
+
+def test_rows_are_named_by_worker_and_thread_and_the_title_says_what(tmp_path, monkeypatch):
+    """Rows read ``w0 t0`` (not ports); the panel says tasks, makespan, lag and placement."""
+    stream = synthetic(200, workers=2, threads=2)
+    stream.records[0].placed_by = "policy"
+    for r in stream.records[1:]:
+        r.placed_by = "eager"
+    stream.meta = {"title": "taskbench: 200 tasks"}
+    seen = drawn(monkeypatch)
+    plot_task_stream(stream, tmp_path / "s.png")
+    assert seen["labels"][:2] == ["w0 t0", "w0 t1"] and "w0 transfers" in seen["labels"]
+    assert not any("127.0.0.1" in label for label in seen["labels"])
+    title = seen["title"]
+    assert title.startswith("taskbench: 200 tasks\n200 tasks, makespan ")
+    assert "lag p50" in title and "placed by: eager 199, policy 1" in title
+    assert "transfer" in seen["legend"]
+
+
+def test_legend_leaves_out_what_is_too_small_to_see(tmp_path, monkeypatch):
+    stream = TaskStream([
+        TaskRecord("load", "load", "w", 0, None, 0.0, 0.001, 8, 0.0, "memory"),
+        TaskRecord("root-0", "root", "w", 0, None, 0.001, 10.0, 8, 0.0, "memory"),
+    ])  # fmt: skip
+    seen = drawn(monkeypatch)
+    plot_task_stream(stream, tmp_path / "s.png")
+    assert seen["legend"] == ["root"]
+
+
+def test_read_stream_accepts_records_with_and_without_placed_by(tmp_path):
+    from taskbench.engine.plot import read_stream
+
+    stream = synthetic(20)
+    stream.records[0].placed_by = "steal"
+    stream.to_jsonl(tmp_path / "s.jsonl")
+    assert read_stream(tmp_path / "s.jsonl").records == stream.records

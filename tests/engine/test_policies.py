@@ -180,7 +180,7 @@ def test_steal_race_runs_every_task_exactly_once():
         time.sleep(0.05)
         cluster.add_worker()  # idle thief: the balancer steals from the busy worker
         t.join(60)
-        assert result["value"] == list(range(300))
+        assert result["value"] == tuple(range(300))
         stream = client.task_stream(start)
     keys = [r.key for r in stream.records if r.prefix == "race"]
     assert len(keys) == 300 and len(set(keys)) == 300  # every task ran exactly once
@@ -200,7 +200,7 @@ def test_late_joiner_gets_work_on_a_real_cluster():
 
         t = threading.Thread(target=join_later)
         t.start()
-        assert client.get(dsk, list(dsk)) == list(range(200))
+        assert client.get(dsk, list(dsk)) == tuple(range(200))
         t.join(60)
         stream = client.task_stream(start)
     per_worker = {}

@@ -884,6 +884,40 @@ def test_a_steal_to_a_thief_that_left_is_placed_afresh_as_one_transition():
     assert state.story(key)[-1][1:] == ("processing", "processing", "resp")
 
 
+def test_each_task_says_which_rule_placed_it():
+    state = make_state(["A", "B"])
+    spec = {
+        "root-0": [],
+        "root-1": [],
+        "c-0": [],
+        "c-1": ["c-0"],
+        "c-2": ["c-1"],
+        "sum": ["root-0", "root-1"],
+    }
+    submit(state, spec, ["c-2", "sum"])
+    placed = {k: ts.placed_by for k, ts in state.tasks.items()}
+    assert placed["root-0"] == placed["root-1"] == placed["c-0"] == "policy"
+    assert placed["c-1"] == placed["c-2"] == "eager"  # handed to the running input's worker
+    assert placed["sum"] is None  # waits for both inputs: not placed yet
+    finish(state, where(state, "root-0"), "root-0")
+    finish(state, where(state, "root-1"), "root-1")
+    assert state.tasks["sum"].placed_by == "policy"  # a reduction is placed by the policy
+
+    # the fan-out from one loader is pinned eagerly; what a steal moves says "steal"
+    state = make_state(["A", "B"])
+    submit(state, {"load": [], **{f"work-{i}": ["load"] for i in range(4)}}, [
+        f"work-{i}" for i in range(4)
+    ])  # fmt: skip
+    assert {state.tasks[f"work-{i}"].placed_by for i in range(4)} == {"eager"}
+    finish(state, "A", "load", nbytes=1000)
+    state.durations["work"] = 1.0
+    wm, _ = state.balance(10.0, stimulus_id="tick")
+    taken = wm["A"][0]["keys"][0]
+    state.steal_response("A", taken, True, stimulus_id="given")
+    assert state.tasks[taken].placed_by == "steal"
+    assert sum(state.tasks[f"work-{i}"].placed_by == "eager" for i in range(4)) == 3
+
+
 def test_story_lists_transitions_with_stimulus_ids():
     state = make_state(["A"])
     submit(state, {"a": [], "b": ["a"]}, ["b"], sid="graph-1")

@@ -199,6 +199,7 @@ records = st.builds(
     sizeof_seconds=times,
     status=st.sampled_from(["memory", "erred"]),
     transfers=st.lists(transfers, max_size=3),
+    placed_by=st.none() | st.sampled_from(["policy", "eager", "steal", "restriction"]),
 )
 metas = st.dictionaries(text, st.integers() | text, max_size=3)
 
@@ -388,8 +389,8 @@ def test_record_buffer_keeps_indices_and_drops_whole_old_batches():
     buf.append("tcp://w2", "erred", ["y"], [("y", 1, 4.0, 5.0, 6.0, 0, 0.0, transfer)])
     assert buf.count == 4 and buf.first == 0
     out = buf.rows(2)
-    assert out[0] == ("('x', 2)", "x", "tcp://w1", 0, 3.0, 4.0, 5.0, 102, 1e-6, "memory", ())
-    assert out[1] == ("y", "y", "tcp://w2", 1, 4.0, 5.0, 6.0, 0, 0.0, "erred", transfer)
+    assert out[0] == ("('x', 2)", "x", "tcp://w1", 0, 3.0, 4.0, 5.0, 102, 1e-6, "memory", (), None)
+    assert out[1] == ("y", "y", "tcp://w2", 1, 4.0, 5.0, 6.0, 0, 0.0, "erred", transfer, None)
     stream = TaskStream.from_rows(buf.rows())
     assert [r.key for r in stream.records] == ["('x', 0)", "('x', 1)", "('x', 2)", "y"]
     assert stream.records[3].transfers[0].source == "tcp://w1"
@@ -398,3 +399,61 @@ def test_record_buffer_keeps_indices_and_drops_whole_old_batches():
     assert buf.count == 7 and buf.first == 3
     assert [r[0] for r in buf.rows()] == ["y", "z", "z", "z"]
     assert [r[0] for r in buf.rows(5)] == ["z", "z"]
+
+
+def test_record_buffer_carries_the_placement_rule():
+    from taskbench.engine.stream import RecordBuffer
+
+    buf = RecordBuffer(capacity=10)
+    rows = [(f"x-{i}", 0, 1.0, 2.0, 3.0, 8, 0.0, ()) for i in range(2)]
+    buf.append("tcp://w1", "memory", ["x", "x"], rows, ["policy", "eager"])
+    buf.append("tcp://w1", "memory", ["y"], [("y", 0, 1.0, 2.0, 3.0, 8, 0.0, ())])
+    stream = TaskStream.from_rows(buf.rows())
+    assert [r.placed_by for r in stream.records] == ["policy", "eager", None]
+
+
+def test_records_written_before_placed_by_read_it_as_none(tmp_path):
+    """Old JSONL lines and old wire rows (11 fields) have no ``placed_by``."""
+    old = rec(0.0, 1.0, ready=0.0)
+    line = {f: getattr(old, f) for f in ("key", "prefix", "worker", "thread", "ready", "start",
+                                         "stop", "nbytes", "sizeof_seconds", "status")}  # fmt: skip
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({**line, "transfers": []}) + "\n")
+    assert TaskStream.from_jsonl(path).records[0].placed_by is None
+    assert TaskStream.from_rows([(*TaskStream([old]).to_rows()[0][:11],)]).records == [old]
+    # a record without a rule is written as before: no new field on the line
+    TaskStream([old]).to_jsonl(path)
+    assert "placed_by" not in path.read_text()
+    placed = rec(0.0, 1.0)
+    placed.placed_by = "eager"
+    TaskStream([placed]).to_jsonl(path)
+    assert json.loads(path.read_text())["placed_by"] == "eager"
+    assert TaskStream.from_jsonl(path).records == [placed]
+
+
+def test_simulated_records_say_which_rule_placed_each_task():
+    from taskbench.engine.sim import simulate
+    from taskbench.engine.workloads import Workload, make, work
+
+    graph, deps = {}, {}
+    for i in range(4):
+        graph[("root", i)], deps[("root", i)] = (work, 0.01, 10), ()
+    graph[("link", 0)], deps[("link", 0)] = (work, 0.01, 10), ()
+    for i in range(1, 5):
+        before = ("link", i - 1)
+        graph[("link", i)], deps[("link", i)] = (work, 0.01, 10, before), (before,)
+    keys = list(graph)
+    wl = Workload("mixed", graph, keys, dict.fromkeys(keys, 0.01), dict.fromkeys(keys, 10), deps)
+    placed = {r.key: r.placed_by for r in simulate(wl, 2, 1).stream.records}
+    assert {placed[f"('root', {i})"] for i in range(4)} == {"policy"}
+    assert placed["('link', 0)"] == "policy"
+    assert {placed[f"('link', {i})"] for i in range(1, 5)} == {"eager"}
+
+    # skewed: every root pinned to the loader's worker; stealing moves some of them
+    for placement in ("random", "round-robin", "locality"):
+        r = simulate(make("skewed", 4, 1, 0.2), 4, 1, placement=placement, stealing=False)
+        rules = [r.placed_by for r in r.stream.records]
+        assert rules.count("eager") == len(rules) - 1  # all but the loader
+    stolen = simulate(make("skewed", 4, 1, 0.2), 4, 1, stealing=True)
+    rules = [r.placed_by for r in stolen.stream.records]
+    assert rules.count("steal") == stolen.steals > 0

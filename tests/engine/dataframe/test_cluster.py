@@ -30,7 +30,7 @@ def cluster_client(request: pytest.FixtureRequest):
 def test_workers_run_in_the_requested_sizeof_mode(cluster_client):
     mode, client = cluster_client
     modes = client.get({("m", i): (worker_sizeof_mode, i) for i in range(4)}, [("m", 0)])
-    assert modes == [mode]
+    assert modes == (mode,)
 
 
 def test_pipeline_on_worker_processes(cluster_client):
