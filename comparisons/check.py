@@ -450,28 +450,45 @@ def run_engine(
         events.close()
 
 
-def _answer(solution: Any, handle: Any, q: str, out: Path, emit: Callable[..., None]) -> None:
+@dataclass
+class Answer:
+    """One query's outcome in an engine process: ``answer`` (with its normalised frame),
+    ``error``, ``wrong`` (the result could not be normalised) or ``not implemented yet``."""
+
+    status: str
+    seconds: float | None = None
+    frame: Any = None
+    detail: str = ""
+
+
+def answer(solution: Any, handle: Any, q: str) -> Answer:
+    """Run query ``q`` on a loaded handle, timed, and normalise its result."""
     try:
         function = query_function(solution, q)
     except NotImplementedYet:
-        emit("query", query=q, status="not implemented yet")
-        return
+        return Answer("not implemented yet")
     t0 = time.perf_counter()
     try:
         raw = function(handle)
     except Exception as exc:
-        emit("query", query=q, status="error", detail=describe(exc), seconds=_since(t0))
         traceback.print_exc()
-        return
+        return Answer("error", _since(t0), detail=describe(exc))
     seconds = _since(t0)
     try:
-        frame = normalize(raw, QUERIES[q])
+        return Answer("answer", seconds, normalize(raw, QUERIES[q]))
     except AnswerError as exc:
-        emit("query", query=q, status="wrong", detail=str(exc), seconds=seconds)
-        return
-    with open(out / f"{q}.pkl", "wb") as f:
-        pickle.dump(frame, f)
-    emit("query", query=q, status="answer", seconds=seconds)
+        return Answer("wrong", seconds, detail=str(exc))
+
+
+def _answer(solution: Any, handle: Any, q: str, out: Path, emit: Callable[..., None]) -> None:
+    got = answer(solution, handle, q)
+    if got.frame is not None:
+        with open(out / f"{q}.pkl", "wb") as f:
+            pickle.dump(got.frame, f)
+    fields = {"detail": got.detail} if got.detail else {}
+    if got.seconds is not None:
+        fields["seconds"] = got.seconds
+    emit("query", query=q, status=got.status, **fields)
 
 
 def _since(t0: float) -> float:

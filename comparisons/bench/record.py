@@ -33,6 +33,7 @@ UNITS: dict[str, str] = {
     "lag_p50_us": "us",
     "lag_p90_us": "us",
     "lag_p99_us": "us",
+    "lag_us": "us",  # every inter-task gap of a run, for the lag histogram
     "per_task_overhead_us": "us",
     "idle_fraction": "fraction",
     "scheduler_peak_rss_mb": "MB",
@@ -62,6 +63,8 @@ UNITS: dict[str, str] = {
 }
 
 Statistic = Literal["median", "min"]
+#: A record's status: ``valid`` carries values; every other status carries none.
+STATUSES = ("valid", "wrong", "error", "timeout", "no reference", "not implemented yet", "skipped")
 _LIBRARIES = ("taskbench", "dask", "distributed", "pyspark", "pandas", "numpy", "pyarrow")
 
 
@@ -70,7 +73,8 @@ class BenchResult:
     """One quantity of one engine in one run: raw values, what was measured, where and when.
 
     ``value`` summarises ``values`` by ``statistic``: the median, or the minimum for a
-    baseline taken at its best (the pandas denominator of the shuffle overhead).
+    baseline taken at its best. A record whose ``status`` is not ``valid`` (a wrong answer, an
+    error, a timeout) has no values and no value: its time is never averaged in.
     """
 
     name: str  #: the quantity, a key of `UNITS`: ``"lag_p99_us"``
@@ -80,6 +84,13 @@ class BenchResult:
     params: dict[str, Any] = field(default_factory=dict)  #: workload, policy, rows, …
     metadata: dict[str, Any] = field(default_factory=dict)  #: see `run_metadata`
     statistic: Statistic = "median"
+    status: str = "valid"
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; valid: {', '.join(STATUSES)}")
+        if self.status != "valid" and self.values:
+            raise ValueError(f"a {self.status!r} record carries no values, got {self.values}")
 
     @classmethod
     def of(
@@ -100,7 +111,9 @@ class BenchResult:
         return cls(name, engine, UNITS[name], vals, dict(params), dict(metadata), statistic)
 
     @property
-    def value(self) -> float:
+    def value(self) -> float | None:
+        if not self.values:
+            return None
         return min(self.values) if self.statistic == "min" else statistics.median(self.values)
 
     def to_json(self, *, metadata: bool = True) -> dict[str, Any]:
@@ -112,6 +125,7 @@ class BenchResult:
             "values": self.values,
             "value": self.value,
             "statistic": self.statistic,
+            "status": self.status,
             "params": self.params,
         }
         if metadata:
@@ -129,6 +143,7 @@ class BenchResult:
             dict(data.get("params", {})),
             dict(data.get("metadata", metadata or {})),
             data.get("statistic", "median"),
+            data.get("status", "valid"),
         )
 
 

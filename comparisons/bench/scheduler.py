@@ -1,20 +1,26 @@
 """``taskbench bench scheduler``: the engine beside its peers, in one process and one run.
 
 Every figure comes from this run on this machine; comparisons are ratios against the
-peers measured alongside, never against numbers from elsewhere. Graphs are plain dicts
-(dask's ``delayed`` chains build in quadratic time). dask.distributed manages a few
-hundred tasks per second here, so it gets fewer tasks (``--peer-tasks``) and is compared
-in tasks per second; the output says so.
+peers measured alongside, never against numbers from elsewhere. All engines are started
+first and stay up; then each round runs every engine's independent and chain graph once,
+in an order rotated each round (`comparisons.bench.interleave`), ``--repeats`` rounds, so
+that a slow spell of the machine falls on every engine alike. Last, one lag run of 1 ms
+tasks per engine. A ratio between engines is the ratio of their median tasks/s, with a
+bootstrap 95 % interval. Graphs are plain dicts (dask's ``delayed`` chains build in
+quadratic time). dask.distributed manages a few hundred tasks per second here, so it gets
+fewer tasks (``--peer-tasks``) and is compared in tasks per second; the output says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import functools
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from taskbench.comparisons.argtypes import (
     comma_choices,
@@ -22,12 +28,23 @@ from taskbench.comparisons.argtypes import (
     output_file,
     positive_int,
 )
-from taskbench.comparisons.bench.console import Say, log_folder, peer_logs, plural, progress
+from taskbench.comparisons.bench import interleave, ratio_json, ratio_of_medians
+from taskbench.comparisons.bench.console import (
+    Say,
+    add_output_flags,
+    emit,
+    link,
+    log_folder,
+    peer_logs,
+    plural,
+    progress,
+    ratio_text,
+    spread,
+)
 from taskbench.comparisons.bench.memory import peak_rss_bytes
 from taskbench.comparisons.bench.record import (
     BenchResult,
     collect,
-    find,
     fmt,
     format_table,
     run_metadata,
@@ -36,93 +53,142 @@ from taskbench.comparisons.bench.record import (
 from taskbench.engine.stream import TaskRecord, TaskStream
 from taskbench.engine.workloads import chain_graph, independent_graph, sleep_graph
 
+if TYPE_CHECKING:
+    from taskbench.comparisons.stats import Ratio
+
 PEERS = ("dask",)
 Get = Callable[[dict, list], Any]
 StreamOf = Callable[[Callable[[], Any]], tuple[TaskStream, float]]
+PARTS = (  # record name, graph, the size that says how many tasks, whether only the end is asked
+    ("independent_tasks_per_s", independent_graph, "tasks", False),
+    ("chain_tasks_per_s", chain_graph, "chain_tasks", True),
+)
 
 
-def _rates(
-    get: Get, make: Callable[[int, str], dict], n: int, repeats: int, last_only: bool, say: Say
-):
-    """Tasks/s of each of ``repeats`` runs (fresh keys each time)."""
-    rates = []
-    for r in range(repeats):
-        say(f"{n:,} {make.__name__.removesuffix('_graph')} tasks, repeat {r + 1}/{repeats}")
-        dsk = make(n, f"{make.__name__}-{r}-{time.monotonic_ns()}")
-        keys = [list(dsk)[-1]] if last_only else list(dsk)
-        t0 = time.perf_counter()
-        get(dsk, keys)
-        rates.append(n / (time.perf_counter() - t0))
-    return rates
+@dataclass
+class Engine:
+    """One engine, up and ready: how it runs a graph, and how it records a run's tasks.
+
+    ``graph_seconds(k)``, where the engine reports it, gives the scheduler's own time to take
+    in each of the last ``k`` graphs (message in to tasks placed). ``finish(metadata)`` gives
+    the records read once after the rounds, while the engine is still up.
+    """
+
+    name: str
+    get: Get
+    stream_of: StreamOf
+    threads: int
+    sizes: dict[str, int]  #: tasks, chain_tasks, lag_tasks (0 skips a part)
+    graph_seconds: Callable[[int], list[float]] | None = None
+    finish: Callable[[dict[str, Any]], list[BenchResult | None]] | None = None
+
+
+def _one_run(engine: Engine, make: Callable[[int, str], dict], n: int, last_only: bool):
+    """One timed graph: (tasks/s, the scheduler's update_graph seconds or None)."""
+    dsk = make(n, f"{make.__name__}-{time.monotonic_ns()}")
+    keys = [list(dsk)[-1]] if last_only else list(dsk)
+    t0 = time.perf_counter()
+    engine.get(dsk, keys)
+    rate = n / (time.perf_counter() - t0)
+    seconds = engine.graph_seconds(1) if engine.graph_seconds is not None else []
+    return rate, (seconds[-1] if seconds else None)
+
+
+def _part(make: Callable[[int, str], dict], n: int) -> str:
+    return f"{n:,} {make.__name__.removesuffix('_graph')} tasks"
 
 
 def measure(
-    engine: str,
-    get: Get,
-    stream_of: StreamOf,
+    engines: list[Engine],
     *,
-    tasks: int,
-    chain_tasks: int,
-    lag_tasks: int,
-    threads: int,
     repeats: int,
     metadata: dict[str, Any],
-    graph_seconds: Callable[[int], list[float]] | None = None,
     say: Say | None = None,
-) -> tuple[list[BenchResult], TaskStream]:
-    """Throughput, lag, overhead and idle records of one engine; a part with 0 tasks is skipped.
+    run_one: Callable[[Engine, Callable[[int, str], dict], int, bool], tuple] = _one_run,
+) -> tuple[list[BenchResult], dict[str, TaskStream], dict[str, Any]]:
+    """Throughput, lag, overhead and idle records of every engine, measured in rounds.
 
-    ``graph_seconds(k)``, where the engine reports it, gives the scheduler's own time to take
-    in each of the last ``k`` graphs (message in to tasks placed): ``*_update_graph_us``, in
-    microseconds per task, so that graphs of different sizes compare. ``say`` hears of each
-    step (default: a ``[scheduler] engine:`` line on stderr).
+    Returns the records, each engine's lag-run stream, and what the run did: ``order`` (the
+    labels run, round by round) and ``ratios`` (the first engine's median tasks/s over each
+    other's, with the interval). ``run_one`` runs one timed graph (a seam for tests).
     """
-    if say is None:
-        say = _say_for(engine)
-    get(independent_graph(50, "warmup"), list(independent_graph(50, "warmup")))
+    say = say or progress("scheduler")
+    for e in engines:
+        warm = independent_graph(50, f"warmup-{time.monotonic_ns()}")
+        e.get(warm, list(warm))
+    runs: dict[str, Callable[[], tuple]] = {}
+    what: dict[str, tuple[Engine, str, Callable[[int, str], dict], int]] = {}
+    for name, make, size, last_only in PARTS:
+        for e in engines:
+            n = e.sizes[size]
+            if n:
+                label = f"{e.name}: {_part(make, n)}"
+                runs[label] = functools.partial(run_one, e, make, n, last_only)
+                what[label] = (e, name, make, n)
+    rounds = interleave(runs, repeats, say)
     out: list[BenchResult | None] = []
-    for name, make, n, last_only in (
-        ("independent_tasks_per_s", independent_graph, tasks, False),
-        ("chain_tasks_per_s", chain_graph, chain_tasks, True),
-    ):
-        if n:
-            rates = _rates(get, make, n, repeats, last_only, say)
-            out.append(BenchResult.of(name, engine, rates, metadata, tasks=n))
-            if graph_seconds is not None:
-                per_task = [s / n * 1e6 for s in graph_seconds(repeats)]
-                graph = "independent" if make is independent_graph else "chain"
-                out.append(
-                    BenchResult.of(f"{graph}_update_graph_us", engine, per_task, metadata, tasks=n)
-                )
-    stream = TaskStream()
-    if lag_tasks:
-        say(f"{lag_tasks:,} tasks of 1 ms for lag and idle time")
-        dsk = sleep_graph(lag_tasks, f"sleep-{time.monotonic_ns()}")
-        stream, wall = stream_of(lambda: get(dsk, list(dsk)))
-        lags = stream.lag_percentiles((50, 90, 99))
-        lag = {"tasks": lag_tasks, "task_seconds": 0.001}
-        for p in ("p50", "p90", "p99"):
-            out.append(BenchResult.of(f"lag_{p}_us", engine, lags[p], metadata, **lag))
-        overhead = stream.per_task_overhead(wall, threads) * 1e6
-        out.append(BenchResult.of("per_task_overhead_us", engine, overhead, metadata, **lag))
-        idle = stream.idle_fraction(threads)
-        out.append(BenchResult.of("idle_fraction", engine, idle, metadata, **lag))
-    return collect(out), stream
+    rates: dict[tuple[str, str], list[float]] = {}
+    for label, results in rounds.results.items():
+        e, name, make, n = what[label]
+        rates[e.name, name] = [rate for rate, _ in results]
+        out.append(BenchResult.of(name, e.name, rates[e.name, name], metadata, tasks=n))
+        graph = [s / n * 1e6 for _, s in results if s is not None]
+        graph_name = f"{make.__name__.removesuffix('_graph')}_update_graph_us"
+        out.append(BenchResult.of(graph_name, e.name, graph or None, metadata, tasks=n))
+    ratios = []
+    for name, _, _, _ in PARTS:
+        ours = rates.get((engines[0].name, name))
+        for e in engines[1:]:
+            theirs = rates.get((e.name, name))
+            if ours and theirs:
+                part = name.removesuffix("_tasks_per_s")
+                r = ratio_of_medians(ours, theirs)
+                ratios.append(ratio_json(r, engines[0].name, e.name, part=part, quantity=name))
+    streams: dict[str, TaskStream] = {}
+    lagged = {e.name: e for e in engines if e.sizes["lag_tasks"]}
+    lag_runs = {name: functools.partial(_lag_run, e, say) for name, e in lagged.items()}
+    for name, [(stream, wall)] in interleave(lag_runs, 1).results.items():
+        streams[name] = stream
+        out += _lag_records(lagged[name], stream, wall, metadata)
+    for e in engines:
+        if e.finish is not None:
+            out += e.finish(metadata)
+    return collect(out), streams, {"order": rounds.order, "ratios": ratios}
 
 
-def _say_for(engine: str) -> Say:
-    say = progress("scheduler")
-    return lambda message: say(f"{engine}: {message}")
+def _lag_run(engine: Engine, say: Say) -> tuple[TaskStream, float]:
+    n = engine.sizes["lag_tasks"]
+    say(f"{engine.name}: {n:,} tasks of 1 ms for lag and idle time")
+    dsk = sleep_graph(n, f"sleep-{time.monotonic_ns()}")
+    return engine.stream_of(lambda: engine.get(dsk, list(dsk)))
+
+
+def _lag_records(
+    engine: Engine, stream: TaskStream, wall: float, metadata: dict[str, Any]
+) -> list[BenchResult | None]:
+    """Lag percentiles, every gap (``lag_us``: the lag histogram), overhead and idle time."""
+    lag = {"tasks": engine.sizes["lag_tasks"], "task_seconds": 0.001}
+    lags = stream.lag_percentiles((50, 90, 99))
+    out = [BenchResult.of(f"lag_{p}_us", engine.name, lags[p], metadata, **lag) for p in lags]
+    out.append(BenchResult.of("lag_us", engine.name, stream.inter_task_lags(), metadata, **lag))
+    if stream.records:
+        overhead = stream.per_task_overhead(wall, engine.threads) * 1e6
+        out.append(BenchResult.of("per_task_overhead_us", engine.name, overhead, metadata, **lag))
+        idle = stream.idle_fraction(engine.threads)
+        out.append(BenchResult.of("idle_fraction", engine.name, idle, metadata, **lag))
+    return out
 
 
 # ---------------------------------------------------------------- engines
 
 
-def run_engine(workers: int, metadata: dict[str, Any], **sizes: Any):
+@contextlib.contextmanager
+def engine_cluster(workers: int, sizes: dict[str, int]) -> Iterator[Engine]:
+    """The engine on a LocalCluster of ``workers`` × 1 thread."""
     from taskbench.engine.client import Client
     from taskbench.engine.cluster import LocalCluster
 
-    _say_for("taskbench")(f"starting a LocalCluster of {plural(workers, 'worker')}")
+    progress("scheduler")(f"taskbench: starting a LocalCluster of {plural(workers, 'worker')}")
     with LocalCluster(workers, 1) as cluster, Client(cluster) as client:
 
         def stream_of(run: Callable[[], Any]) -> tuple[TaskStream, float]:
@@ -130,26 +196,24 @@ def run_engine(workers: int, metadata: dict[str, Any], **sizes: Any):
             t0 = time.perf_counter()
             run()
             wall = time.perf_counter() - t0
-            return client.task_stream(pos), wall
+            stream = client.task_stream(pos)
+            stream.meta = {
+                "engine": "taskbench",
+                "workload": f"{len(stream):,} independent 1 ms tasks",
+                "title": f"taskbench engine: {len(stream):,} independent 1 ms tasks, "
+                f"{plural(workers, 'worker')} × 1 thread",
+            }
+            return stream, wall
 
         def graph_seconds(k: int) -> list[float]:
             return [seconds for _, seconds in client.identity()["graph_updates"][-k:]]
 
-        results, stream = measure(
-            "taskbench", client.get, stream_of, threads=workers, metadata=metadata,
-            graph_seconds=graph_seconds, **sizes,
-        )  # fmt: skip
-        peak = peak_rss_bytes(cluster.scheduler_process.pid)
-        rss = BenchResult.of(
-            "scheduler_peak_rss_mb", "taskbench", None if peak is None else peak / 1e6, metadata
-        )
-    stream.meta = {
-        "engine": "taskbench",
-        "workload": f"{len(stream):,} independent 1 ms tasks",
-        "title": f"taskbench engine: {len(stream):,} independent 1 ms tasks, "
-        f"{plural(workers, 'worker')} × 1 thread",
-    }
-    return collect([*results, rss]), stream
+        def finish(metadata: dict[str, Any]) -> list[BenchResult | None]:
+            peak = peak_rss_bytes(cluster.scheduler_process.pid)
+            mb = None if peak is None else peak / 1e6
+            return [BenchResult.of("scheduler_peak_rss_mb", "taskbench", mb, metadata)]
+
+        yield Engine("taskbench", client.get, stream_of, workers, sizes, graph_seconds, finish)
 
 
 def quiet_dask() -> None:
@@ -161,12 +225,15 @@ def quiet_dask() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
-def run_dask_distributed(workers: int, metadata: dict[str, Any], **sizes: Any):
+@contextlib.contextmanager
+def dask_distributed_cluster(workers: int, sizes: dict[str, int]) -> Iterator[Engine]:
+    """dask.distributed on its LocalCluster of ``workers`` processes × 1 thread."""
     from distributed import Client, LocalCluster
     from taskbench.engine.stream import from_dask_task_stream
 
     quiet_dask()
-    _say_for("dask-distributed")(f"starting a LocalCluster of {plural(workers, 'worker')}")
+    say = progress("scheduler")
+    say(f"dask-distributed: starting a LocalCluster of {plural(workers, 'worker')}")
     with (
         LocalCluster(
             n_workers=workers,
@@ -185,7 +252,13 @@ def run_dask_distributed(workers: int, metadata: dict[str, Any], **sizes: Any):
                 t0 = time.perf_counter()
                 run()
                 wall = time.perf_counter() - t0
-            return from_dask_task_stream(ts.data), wall
+            stream = from_dask_task_stream(ts.data)
+            stream.meta.update(
+                workload=f"{len(stream):,} independent 1 ms tasks",
+                title=f"dask.distributed: {len(stream):,} independent 1 ms tasks, "
+                f"{plural(workers, 'worker')} × 1 thread",
+            )
+            return stream, wall
 
         def graph_seconds(k: int) -> list[float]:
             updates = [
@@ -197,19 +270,11 @@ def run_dask_distributed(workers: int, metadata: dict[str, Any], **sizes: Any):
             ]
             return updates[-k:]
 
-        results, stream = measure(
-            "dask-distributed", client.get, stream_of, threads=workers, metadata=metadata,
-            graph_seconds=graph_seconds, **sizes,
-        )  # fmt: skip
-    stream.meta.update(
-        workload=f"{len(stream):,} independent 1 ms tasks",
-        title=f"dask.distributed: {len(stream):,} independent 1 ms tasks, "
-        f"{plural(workers, 'worker')} × 1 thread",
-    )
-    return results, stream
+        yield Engine("dask-distributed", client.get, stream_of, workers, sizes, graph_seconds)
 
 
-def run_dask_threaded(workers: int, metadata: dict[str, Any], **sizes: Any):
+def dask_threaded(workers: int, sizes: dict[str, int]) -> Engine:
+    """dask's threaded scheduler in this process, ``workers`` threads."""
     import threading
 
     import dask
@@ -240,9 +305,9 @@ def run_dask_threaded(workers: int, metadata: dict[str, Any], **sizes: Any):
             t0 = time.perf_counter()
             run()
             wall = time.perf_counter() - t0
-        return TaskStream(records), wall
+        return TaskStream(records, {"engine": "dask-threaded"}), wall
 
-    return measure("dask-threaded", get, stream_of, threads=workers, metadata=metadata, **sizes)
+    return Engine("dask-threaded", get, stream_of, workers, sizes)
 
 
 # ---------------------------------------------------------------- command
@@ -261,11 +326,24 @@ ROWS = [
 ]
 
 
-def format_results(results: list[BenchResult], sizes: dict[str, dict[str, int]]) -> str:
+def _cell(results: list[BenchResult], name: str, engine: str, spec: str) -> str:
+    """A record's median, with the min–max of its rounds when it has several."""
+    for r in results:
+        if r.name == name and r.engine == engine:
+            return spread(r.values, spec) if r.statistic == "median" else fmt(r.value, spec)
+    return "-"
+
+
+def format_results(
+    results: list[BenchResult],
+    sizes: dict[str, dict[str, int]],
+    ratios: list[dict[str, Any]] = (),
+    repeats: int = 1,
+) -> str:
     """The table (one column per engine), the task counts, and the engine's ratios."""
     engines = list(sizes)
     rows = [
-        [label, *(fmt(find(results, name, e), spec) for e in engines)] for label, name, spec in ROWS
+        [label, *(_cell(results, name, e, spec) for e in engines)] for label, name, spec in ROWS
     ]
     table = format_table(["measure", *engines], rows, min_width=12)
     width = max(len(e) for e in engines)
@@ -276,6 +354,8 @@ def format_results(results: list[BenchResult], sizes: dict[str, dict[str, int]])
     ]
     lines = [
         table,
+        f"tasks/s and update_graph: median of {plural(repeats, 'round')} (min–max); each round "
+        "runs every engine once, in an order rotated each round",
         "tasks per engine:",
         *counts,
         "lag: per worker thread, the gap from one task's end to the next one's start while work "
@@ -284,14 +364,23 @@ def format_results(results: list[BenchResult], sizes: dict[str, dict[str, int]])
         "idle fraction: share of thread time with no task running",
     ]
     for e in engines[1:]:
-        ratios = []
-        for part in ("independent", "chain"):
-            ours = find(results, f"{part}_tasks_per_s", "taskbench")
-            theirs = find(results, f"{part}_tasks_per_s", e)
-            if ours and theirs:
-                ratios.append(f"{part} ×{ours / theirs:.1f}")
-        lines.append(f"taskbench vs {e}: {', '.join(ratios)} (tasks/s, same run)")
+        mine = [r for r in ratios if r["denominator"] == e]
+        if not mine:
+            continue
+        text = ", ".join(f"{r['part']} ×{ratio_text(_ratio(r), '{:.1f}')}" for r in mine)
+        lines.append(f"taskbench vs {e}: {text}")
+    if ratios:
+        lines.append(
+            "  (ratio of median tasks/s [bootstrap 95 % interval], same rounds; "
+            "a peer with fewer tasks is compared per task)"
+        )
     return "\n".join(lines)
+
+
+def _ratio(r: dict[str, Any]) -> Ratio:
+    from taskbench.comparisons.stats import Ratio
+
+    return Ratio(r["value"], r["low"], r["high"], r["confidence"])
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -300,42 +389,59 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     n_chain = args.tasks if args.chain_tasks is None else args.chain_tasks
     ours = {"tasks": args.tasks, "chain_tasks": n_chain, "lag_tasks": args.lag_tasks}
     sizes = {"taskbench": ours}
-    common = {"workers": args.workers, "metadata": metadata, "repeats": args.repeats}
-    results, stream = run_engine(**common, **ours)
-    peer_log = peer_stream_out = None
-    if "dask" in peers:
-        n_peer = min(args.peer_tasks, args.tasks)
-        peer = {"tasks": n_peer, "chain_tasks": n_peer, "lag_tasks": min(args.lag_tasks, n_peer)}
-        sizes["dask-distributed"] = peer
-        peer_log = log_folder() / "dask.log"
-        progress("scheduler")(f"dask.distributed's own logs go to {peer_log}")
-        with peer_logs(peer_log):
-            peer_results, peer_stream = run_dask_distributed(**common, **peer)
-        results += peer_results
-        sizes["dask-threaded"] = ours
-        results += run_dask_threaded(**common, **ours)[0]
-        if args.stream_out and peer_stream.records:
-            peer_stream_out = peer_stream_path(args.stream_out)
-            peer_stream.to_jsonl(peer_stream_out)
+    peer_log = None
+    with contextlib.ExitStack() as stack:
+        engines = [stack.enter_context(engine_cluster(args.workers, ours))]
+        if "dask" in peers:
+            n_peer = min(args.peer_tasks, args.tasks)
+            peer = {
+                "tasks": n_peer, "chain_tasks": min(n_peer, n_chain),
+                "lag_tasks": min(args.lag_tasks, n_peer),
+            }  # fmt: skip
+            sizes["dask-distributed"] = peer
+            sizes["dask-threaded"] = ours
+            peer_log = log_folder() / "dask.log"
+            progress("scheduler")(f"dask.distributed's own logs go to {peer_log}")
+            stack.enter_context(peer_logs(peer_log))
+            engines.append(stack.enter_context(dask_distributed_cluster(args.workers, peer)))
+            engines.append(dask_threaded(args.workers, ours))
+        results, streams, run = measure(engines, repeats=args.repeats, metadata=metadata)
+    written: dict[str, str] = {}  # engine -> file
     if args.stream_out:
-        stream.to_jsonl(args.stream_out)
-    if args.json:
-        doc = to_document("scheduler", results, metadata, workers=args.workers,
-                          threads_per_worker=1, repeats=args.repeats, sizes=sizes)  # fmt: skip
-        if peer_log is not None:
-            doc["peer_log"] = str(peer_log)
-        print(json.dumps(doc, indent=2))
-    else:
+        for engine, stream in streams.items():
+            if engine == "taskbench":
+                written[engine] = str(args.stream_out)
+            elif engine == "dask-distributed" and stream.records:
+                written[engine] = peer_stream_path(str(args.stream_out))
+            else:
+                continue
+            stream.to_jsonl(written[engine])
+    doc = to_document(
+        "scheduler", results, metadata, workers=args.workers, threads_per_worker=1,
+        repeats=args.repeats, sizes=sizes, order=run["order"], ratios=run["ratios"],
+        streams={streams[e].meta["title"]: link(path, args.json_out)
+                 for e, path in written.items()},
+    )  # fmt: skip
+    if peer_log is not None:
+        doc["peer_log"] = str(peer_log)
+
+    def table() -> str:
         cores = metadata["machine"]["cores"]
-        print(f"{plural(args.workers, 'worker process', 'worker processes')} × 1 thread, "
-              f"{plural(cores, 'core')}")  # fmt: skip
-        print(format_results(results, sizes))
-        if args.stream_out:
-            print(f"engine task stream (1 ms tasks) written to {args.stream_out}")
-        if peer_stream_out:
-            print(f"dask.distributed task stream (1 ms tasks) written to {peer_stream_out}")
+        lines = [
+            f"{plural(args.workers, 'worker process', 'worker processes')} × 1 thread, "
+            f"{plural(cores, 'core')}",
+            format_results(results, sizes, run["ratios"], args.repeats),
+        ]
+        if "taskbench" in written:
+            lines.append(f"engine task stream (1 ms tasks) written to {written['taskbench']}")
+        if "dask-distributed" in written:
+            peer_file = written["dask-distributed"]
+            lines.append(f"dask.distributed task stream (1 ms tasks) written to {peer_file}")
         if peer_log is not None:
-            print(f"dask.distributed logs: {peer_log}")
+            lines.append(f"dask.distributed logs: {peer_log}")
+        return "\n".join(lines)
+
+    emit(doc, table, args)
     return 0
 
 
@@ -361,12 +467,16 @@ def add_parser(bsub: Any) -> None:
     sch.add_argument(
         "--peer-tasks", type=positive_int, default=2_000, help="tasks for dask.distributed"
     )
-    sch.add_argument("--repeats", type=positive_int, default=3, help="runs of each part")
+    sch.add_argument(
+        "--repeats", type=positive_int, default=3,
+        help="rounds; each runs every engine's graphs once, the order rotated each round",
+    )  # fmt: skip
     sch.add_argument(
         "--vs", type=comma_choices(PEERS, "peer"), default=[], help="comma-separated peers: dask"
     )
-    sch.add_argument("--json", action="store_true", help="print one JSON object")
+    add_output_flags(sch)
     sch.add_argument(
-        "--stream-out", type=output_file, help="write the engine's lag-run task stream (JSONL)"
-    )
+        "--stream-out", type=output_file,
+        help="write the engine's lag-run task stream (JSONL); dask's goes beside it (NAME-dask)",
+    )  # fmt: skip
     sch.set_defaults(func=cmd_scheduler)

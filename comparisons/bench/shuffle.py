@@ -4,25 +4,33 @@ Every engine gets the same taxi-like frame (`frames.taxi_partition`, seeded per 
 memory on its own workers before the clock starts, the same number of worker processes and
 cores (2 × 1 thread; Spark ``local[2]``), and the same work: hash-partition the frame on
 ``--on`` into ``--partitions`` partitions and touch every output row. Timed is the shuffle
-plus that action only:
+plus that action only. The subjects:
 
+- pandas, the baseline: one process hash-partitioning the whole frame in memory into P
+  partitions (`partition_by_hash`);
 - taskbench: ``shuffle(on, P, method).map_partitions(len)`` on a 2-worker `LocalCluster`, for
   each implementation and each sizeof mode (``sampled``, the default, and ``deep``, the exact
-  size whose cost lagged the 2016 workers), with the engine's task stream for inter-task lag;
+  size whose cost lagged the 2016 workers; one cluster per mode), with the engine's task
+  stream for inter-task lag;
 - dask: ``DataFrame.shuffle(on, npartitions=P, shuffle_method="tasks" | "p2p")`` plus
   ``map_partitions(len)`` on ``distributed.LocalCluster(2 processes × 1 thread)``, with
   ``dataframe.convert-string`` off so it shuffles the same object columns;
 - Spark: ``repartition(P, col)`` written to the ``noop`` sink (every row and column is
   materialised, nothing is written) on ``local[2]``, from a cached DataFrame.
 
-The shuffle overhead ratio (DESIGN.md) is each time ÷ the time one pandas process takes to
-hash-partition the whole frame in memory into P partitions (`partition_by_hash`, the fastest
-of the repeats), measured in this run. MB/s is the frame's in-memory size (pandas, deep) ÷
-time. Each engine runs the shuffle ``--repeats`` times; the first run is reported as cold,
-the median of the rest as the time. Peak memory is the workers' summed peak RSS during the
-shuffle (Linux peak counters are reset first; Spark's JVM with its Python workers); ``mem/data``
-is that peak less the workers' RSS before the data was made (after a warm-up), over the frame's
-size: input and output both live at the peak, so 2 is the floor for a shuffle that copies.
+All subjects are set up first and hold the frame at once; then each of ``--repeats`` rounds
+runs every subject once, the order rotated one place per round (`comparisons.bench.interleave`),
+so the baseline's noise (it swings by half on this machine) falls on its round, not on a
+verdict. Round 1 is cold; the time is the median of the other rounds. The shuffle overhead
+(DESIGN.md) is a ratio of medians, subject ÷ baseline: median engine time ÷ median pandas time
+over the same hot rounds, with the bootstrap 95 % interval of `comparisons.stats` (the inverse
+of `stats.speedup`'s direction: above 1, the engine is slower than pandas in memory). MB/s is
+the frame's in-memory size (pandas, deep) ÷ time. Peak memory is the workers' summed peak RSS
+during each shuffle (Linux peak counters are reset first; Spark's JVM with its Python
+workers); ``mem/data`` is that peak less the workers' RSS before the data was made (after a
+warm-up), over the frame's size: input and output both live at the peak, so 2 is the floor
+for a shuffle that copies. Every output is checked: the engine's partition sizes equal pandas'
+hash partition, and no peer loses a row.
 
 The workers unpickle their tasks (`frames.taxi_item`) by reference to
 ``taskbench.comparisons.bench.frames``, which they import; it needs numpy and pandas only.
@@ -32,17 +40,34 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 from taskbench.comparisons.argtypes import comma_choices, parse_rows, positive_int
+from taskbench.comparisons.bench import (
+    NotMeasured,
+    Rounds,
+    interleave,
+    ratio_json,
+    ratio_of_medians,
+)
+from taskbench.comparisons.bench.console import (
+    Say,
+    add_output_flags,
+    emit,
+    log_folder,
+    peer_logs,
+    progress,
+    ratio_text,
+    spread,
+)
 from taskbench.comparisons.bench.frames import (
     COLUMN_SETS,
     STRINGS,
@@ -56,7 +81,6 @@ from taskbench.comparisons.bench.memory import peak_rss_bytes, reset_peak_rss, r
 from taskbench.comparisons.bench.record import (
     BenchResult,
     collect,
-    find,
     fmt,
     format_table,
     run_metadata,
@@ -65,91 +89,156 @@ from taskbench.comparisons.bench.record import (
 from taskbench.engine.options import SIZEOF_MODES
 
 PEERS = ("dask", "spark")
+BASELINE = "pandas"
+#: Figures a subject's run may report beside its seconds, recorded over the hot rounds.
+PER_RUN = ("tasks", "lag_p50_us", "lag_p90_us", "lag_p99_us", "sizeof_seconds",
+           "peak_worker_rss_bytes")  # fmt: skip
+
+
+@dataclass
+class Subject:
+    """One thing the bench times, once per round.
+
+    ``run`` does one timed shuffle and returns ``{"seconds": …}`` with any `PER_RUN` figures
+    and the output's partition sizes (``"lengths"``); it raises `NotMeasured` when the subject
+    cannot run. ``constant`` holds figures read once (the workers' idle RSS). ``lengths``,
+    where set, reads the output's partition sizes after the rounds (Spark's runs do not).
+    """
+
+    label: str  #: its row in the table: ``taskbench-tasks``, ``dask-p2p``, ``pandas``
+    engine: str  #: its records' engine: ``taskbench``, ``dask``, ``spark``, ``pandas``
+    params: dict[str, Any]
+    run: Callable[[], dict[str, Any]]
+    constant: dict[str, Any] = field(default_factory=dict)
+    lengths: Callable[[], list[int]] | None = None
 
 
 def _total(values: list[int | None]) -> int | None:
     return None if not values or any(v is None for v in values) else sum(values)
 
 
+def _unavailable(label: str, engine: str, params: dict[str, Any], reason: str) -> Subject:
+    def run() -> dict[str, Any]:
+        raise NotMeasured(reason)
+
+    return Subject(label, engine, params, run)
+
+
 # ---------------------------------------------------------------- baseline
 
 
-def pandas_baseline(df: pd.DataFrame, on: str, nparts: int, repeats: int) -> dict:
-    """One process hash-partitioning the frame in memory (the overhead ratio's denominator).
-
-    The fastest of ``repeats`` runs: the denominator is pandas at its best, so noise on a shared
-    machine can only raise the engines' ratios, never flatter them.
-    """
+def hash_partition(df: pd.DataFrame, on: str, nparts: int) -> tuple[float, list[int]]:
+    """One timed in-memory hash partition of ``df``: (seconds, partition sizes)."""
     from taskbench.engine.dataframe.shuffle import partition_by_hash
 
-    times = []
+    t0 = time.perf_counter()
+    shards = partition_by_hash(df, on, nparts)
+    seconds = time.perf_counter() - t0
+    return seconds, [len(s) for s in shards]
+
+
+def pandas_baseline(df: pd.DataFrame, on: str, nparts: int, repeats: int) -> dict:
+    """One process hash-partitioning the frame in memory, ``repeats`` times in a row.
+
+    ``seconds`` is the fastest run (the asv suite's denominator: pandas at its best). The
+    bench does not use it: it interleaves the baseline with its subjects (`pandas_subject`).
+    """
+    times, lengths = [], []
     for _ in range(max(repeats, 1)):
-        t0 = time.perf_counter()
-        shards = partition_by_hash(df, on, nparts)
-        times.append(time.perf_counter() - t0)
-        lengths = [len(s) for s in shards]
-        del shards
+        seconds, lengths = hash_partition(df, on, nparts)
+        times.append(seconds)
     return {"times": times, "seconds": min(times), "lengths": lengths}
+
+
+def pandas_subject(df: pd.DataFrame, on: str, nparts: int) -> Subject:
+    """The baseline as a subject of the rounds: one in-memory hash partition per round."""
+
+    def run() -> dict[str, Any]:
+        seconds, lengths = hash_partition(df, on, nparts)
+        return {"seconds": seconds, "lengths": lengths}
+
+    return Subject(BASELINE, BASELINE, {"role": "baseline"}, run)
 
 
 # ---------------------------------------------------------------- taskbench
 
 
-def run_engine(
+def engine_label(method: str, sizeof_mode: str) -> str:
+    return f"taskbench-{method}" + ("" if sizeof_mode == "sampled" else f"-{sizeof_mode}")
+
+
+@contextlib.contextmanager
+def engine_subjects(
     rows: int,
     nparts: int,
     on: str,
     columns: str,
-    method: str,
+    methods: list[str],
     sizeof_mode: str,
-    repeats: int,
     workers: int = 2,
     stealing: bool = True,
     options: dict | None = None,
-) -> dict:
-    """The engine's shuffle on a fresh LocalCluster; its workers size results by ``sizeof_mode``."""
+) -> Iterator[list[Subject]]:
+    """The engine's shuffles (one subject per method) on a LocalCluster holding the frame,
+    its workers sizing results by ``sizeof_mode``."""
     from taskbench.engine.client import Client
     from taskbench.engine.cluster import LocalCluster
     from taskbench.engine.dataframe import from_map, from_pandas
 
-    sizes = partition_rows(rows, nparts)
     meta = taxi_partition(0, 0, columns)
-    from_pandas(meta, 1).shuffle(on, 1, method=method)  # NotImplementedError before any cluster
+    runnable, subjects = [], {}
+    for method in methods:
+        params = {"method": method, "sizeof": sizeof_mode}
+        try:  # NotImplementedError before any cluster
+            from_pandas(meta, 1).shuffle(on, 1, method=method)
+            runnable.append(method)
+        except NotImplementedError as e:
+            label = engine_label(method, sizeof_mode)
+            subjects[method] = _unavailable(label, "taskbench", params, str(e))
+    if not runnable:
+        yield [subjects[m] for m in methods]
+        return
     cluster = LocalCluster(workers, 1, sizeof=sizeof_mode, stealing=stealing)
     with cluster, Client(cluster) as client:
         # warm up (imports on the workers) before the idle memory is read
         warm = from_map(taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
-        warm.shuffle(on, 2, method=method).map_partitions(len).compute()
+        for method in runnable:
+            warm.shuffle(on, 2, method=method).map_partitions(len).compute()
         pids = [p.pid for p in cluster.worker_processes]
         idle = rss_bytes(*pids)
-        frame = from_map(taxi_item, list(enumerate(sizes)), meta=meta, column_set=columns)
-        frame = frame.persist()
+        frame = from_map(
+            taxi_item, list(enumerate(partition_rows(rows, nparts))), meta=meta, column_set=columns
+        ).persist()
         total = int(frame.length().compute())
         if total != rows:
             raise RuntimeError(f"the engine made {total} rows, expected {rows}")
-        times, lengths, streams, peaks = [], None, [], []
-        for _ in range(max(repeats, 1)):
+
+        def shuffle_once(method: str) -> dict[str, Any]:
             reset_peak_rss(*pids)
             start = client.stream_position()
             t0 = time.perf_counter()
             shuffled = frame.shuffle(on, nparts, method=method, **(options or {}))
             lengths = shuffled.map_partitions(len).compute()
-            times.append(time.perf_counter() - t0)
-            streams.append(client.task_stream(start))
-            peaks.append(peak_rss_bytes(*pids))
-    stream = streams[-1]
-    lags = stream.lag_percentiles((50, 90, 99))
-    return {
-        "times": times,
-        "lengths": list(map(int, lengths)),
-        "tasks": len(stream),
-        "lag_p50_us": lags["p50"],
-        "lag_p90_us": lags["p90"],
-        "lag_p99_us": lags["p99"],
-        "sizeof_seconds": sum(r.sizeof_seconds for r in stream),
-        "peak_worker_rss_bytes": peaks[-1],
-        "idle_worker_rss_bytes": idle,
-    }
+            seconds = time.perf_counter() - t0
+            stream = client.task_stream(start)
+            lags = stream.lag_percentiles((50, 90, 99))
+            return {
+                "seconds": seconds,
+                "lengths": list(map(int, lengths)),
+                "tasks": len(stream),
+                **{f"lag_{p}_us": v for p, v in lags.items()},
+                "sizeof_seconds": sum(r.sizeof_seconds for r in stream),
+                "peak_worker_rss_bytes": peak_rss_bytes(*pids),
+            }
+
+        for method in runnable:
+            subjects[method] = Subject(
+                engine_label(method, sizeof_mode), "taskbench",
+                {"method": method, "sizeof": sizeof_mode},
+                lambda method=method: shuffle_once(method),
+                {"idle_worker_rss_bytes": idle},
+            )  # fmt: skip
+        yield [subjects[m] for m in methods]
 
 
 # ---------------------------------------------------------------- dask
@@ -167,17 +256,16 @@ def _worker_rss() -> int | None:
     return rss_bytes()
 
 
-def run_dask(
-    rows: int, nparts: int, on: str, columns: str, methods: list[str], repeats: int
-) -> dict[str, dict]:
-    """dask's shuffle (each method) on ``distributed.LocalCluster(2 × 1 thread)``."""
+@contextlib.contextmanager
+def dask_subjects(
+    rows: int, nparts: int, on: str, columns: str, methods: list[str]
+) -> Iterator[list[Subject]]:
+    """dask's shuffle (one subject per method) on ``distributed.LocalCluster(2 × 1 thread)``."""
     import dask
     import dask.dataframe as dd
     from distributed import Client, LocalCluster, wait
 
-    sizes = partition_rows(rows, nparts)
     meta = taxi_partition(0, 0, columns)
-    out: dict[str, dict] = {}
     with (
         dask.config.set({"dataframe.convert-string": False}),
         LocalCluster(
@@ -187,32 +275,34 @@ def run_dask(
     ):
         warm = dd.from_map(taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
         for method in methods:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a method that fails is reported by its run
                 warm.shuffle(on, npartitions=2, shuffle_method=method).map_partitions(len).compute()
         idle = _total(list(client.run(_worker_rss).values()))
-        ddf = dd.from_map(taxi_item, list(enumerate(sizes)), meta=meta, column_set=columns)
-        ddf = ddf.persist()
+        items = list(enumerate(partition_rows(rows, nparts)))
+        ddf = dd.from_map(taxi_item, items, meta=meta, column_set=columns).persist()
         wait(ddf)
-        for method in methods:
-            times, lengths, peaks = [], None, []
+
+        def shuffle_once(method: str) -> dict[str, Any]:
             try:
-                for _ in range(max(repeats, 1)):
-                    client.run(_worker_reset_peak)
-                    t0 = time.perf_counter()
-                    shuffled = ddf.shuffle(on, npartitions=nparts, shuffle_method=method)
-                    lengths = shuffled.map_partitions(len).compute()
-                    times.append(time.perf_counter() - t0)
-                    peaks.append(_total(list(client.run(_worker_peak).values())))
+                client.run(_worker_reset_peak)
+                t0 = time.perf_counter()
+                shuffled = ddf.shuffle(on, npartitions=nparts, shuffle_method=method)
+                lengths = shuffled.map_partitions(len).compute()
+                seconds = time.perf_counter() - t0
+                peak = _total(list(client.run(_worker_peak).values()))
             except Exception as e:  # report, do not hide, a peer that fails
-                out[method] = {"error": f"{type(e).__name__}: {e}"}
-                continue
-            out[method] = {
-                "times": times,
+                raise NotMeasured(f"{type(e).__name__}: {e}") from e
+            return {
+                "seconds": seconds,
                 "lengths": sorted(map(int, lengths)),
-                "peak_worker_rss_bytes": peaks[-1],
-                "idle_worker_rss_bytes": idle,
+                "peak_worker_rss_bytes": peak,
             }
-    return out
+
+        yield [
+            Subject(f"dask-{m}", "dask", {"method": m}, lambda m=m: shuffle_once(m),
+                    {"idle_worker_rss_bytes": idle})
+            for m in methods
+        ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- spark
@@ -243,9 +333,10 @@ def spark_schema(meta: pd.DataFrame) -> Any:
     return T.StructType(fields)
 
 
-def run_spark(
-    rows: int, nparts: int, on: str, columns: str, repeats: int, driver_memory: str
-) -> dict:
+@contextlib.contextmanager
+def spark_subject(
+    rows: int, nparts: int, on: str, columns: str, driver_memory: str
+) -> Iterator[Subject]:
     """Spark ``repartition(P, col)`` to the noop sink on ``local[2]``, from a cached frame."""
     import functools
 
@@ -283,30 +374,32 @@ def run_spark(
         total = df.count()
         if total != rows:
             raise RuntimeError(f"Spark made {total} rows, expected {rows}")
-        times, peaks = [], []
-        for _ in range(max(repeats, 1)):
+
+        def shuffle_once() -> dict[str, Any]:
             if pid:
                 reset_peak_rss(pid)
             t0 = time.perf_counter()
             df.repartition(nparts, F.col(on)).write.format("noop").mode("overwrite").save()
-            times.append(time.perf_counter() - t0)
-            peaks.append(peak_rss_bytes(pid) if pid else None)
-        lengths = (
-            df.repartition(nparts, F.col(on))
-            .groupBy(F.spark_partition_id().alias("p"))
-            .count()
-            .collect()
-        )
+            seconds = time.perf_counter() - t0
+            return {
+                "seconds": seconds,
+                "peak_worker_rss_bytes": peak_rss_bytes(pid) if pid else None,
+            }
+
+        def lengths() -> list[int]:
+            counts = (
+                df.repartition(nparts, F.col(on))
+                .groupBy(F.spark_partition_id().alias("p"))
+                .count()
+                .collect()
+            )
+            return sorted(int(r["count"]) for r in counts)
+
+        yield Subject("spark", "spark", {"driver_memory": driver_memory}, shuffle_once,
+                      {"idle_worker_rss_bytes": idle}, lengths)  # fmt: skip
         df.unpersist()
     finally:
         spark.stop()
-    return {
-        "times": times,
-        "lengths": sorted(int(r["count"]) for r in lengths),
-        "peak_worker_rss_bytes": peaks[-1],
-        "idle_worker_rss_bytes": idle,
-        "driver_memory": driver_memory,
-    }
 
 
 def _spark_jvm_pid(spark: Any) -> int | None:
@@ -315,40 +408,88 @@ def _spark_jvm_pid(spark: Any) -> int | None:
     return None
 
 
+# ---------------------------------------------------------------- records
+
+
+def records(
+    subjects: list[Subject],
+    rounds: Rounds[dict[str, Any]],
+    data_bytes: int,
+    metadata: dict[str, Any],
+    **frame: Any,
+) -> tuple[list[BenchResult], list[dict[str, Any]]]:
+    """Each measured subject's records over the rounds, and the engines' ratios to the peers.
+
+    Round 1 is cold (``cold_seconds``); ``seconds`` and every other figure are taken over the
+    other rounds (all of them when there is one). ``overhead_ratio`` is median subject
+    seconds ÷ median baseline seconds over those rounds, its interval in params ``low`` and
+    ``high``.
+    """
+    hot = {label: runs[1:] or runs for label, runs in rounds.results.items()}
+    seconds = {label: [r["seconds"] for r in runs] for label, runs in hot.items()}
+    out: list[BenchResult | None] = []
+    for s in subjects:
+        if s.label not in rounds.results:
+            continue
+        params = {**frame, **s.params}
+        runs, secs = hot[s.label], seconds[s.label]
+
+        def rec(
+            name: str, values: Any, params: dict[str, Any] = params, engine: str = s.engine
+        ) -> BenchResult | None:
+            return BenchResult.of(name, engine, values, metadata, **params)
+
+        out += [
+            rec("seconds", secs),
+            rec("cold_seconds", rounds.results[s.label][0]["seconds"]),
+            rec("mb_per_s", [data_bytes / t / 1e6 for t in secs]),
+        ]
+        if s.label != BASELINE and BASELINE in seconds:
+            r = ratio_of_medians(secs, seconds[BASELINE])
+            extra = {"baseline": BASELINE, "low": r.low, "high": r.high,
+                     "confidence": r.confidence}  # fmt: skip
+            out.append(rec("overhead_ratio", r.value, {**params, **extra}))
+        for name in PER_RUN:
+            out.append(rec(name, [r[name] for r in runs if r.get(name) is not None] or None))
+        idle = s.constant.get("idle_worker_rss_bytes")
+        out.append(rec("idle_worker_rss_bytes", idle))
+        if idle is not None:
+            peaks = [r["peak_worker_rss_bytes"] for r in runs if r.get("peak_worker_rss_bytes")]
+            out.append(rec("memory_over_data", [(p - idle) / data_bytes for p in peaks] or None))
+    ratios = []
+    ours = [s.label for s in subjects if s.engine == "taskbench" and s.label in seconds]
+    peers = [s.label for s in subjects if s.engine in PEERS and s.label in seconds]
+    for mine in ours:
+        for peer in peers:  # how many times faster ours is: peer seconds ÷ our seconds
+            r = ratio_of_medians(seconds[peer], seconds[mine])
+            ratios.append(ratio_json(r, peer, mine, quantity="seconds"))
+    return collect(out), ratios
+
+
+def check_outputs(subjects: list[Subject], rounds: Rounds[dict[str, Any]], rows: int) -> None:
+    """The engine's partitions are pandas' hash partitions; no peer lost a row."""
+    expected = rounds.results[BASELINE][-1]["lengths"] if BASELINE in rounds.results else None
+    for s in subjects:
+        if s.label not in rounds.results or s.label == BASELINE:
+            continue
+        lengths = s.lengths() if s.lengths else rounds.results[s.label][-1].get("lengths")
+        if lengths is None:
+            continue
+        if s.engine == "taskbench" and expected is not None and lengths != expected:
+            raise RuntimeError(f"{s.label}: partition sizes differ from pandas' hash partition")
+        if sum(lengths) != rows:
+            raise RuntimeError(f"{s.label} lost rows: {sum(lengths)} of {rows}")
+
+
 # ---------------------------------------------------------------- command
 
 
-def _timings(
-    label: str, times: list[float], data_bytes: int, baseline: float, meta: dict, **params: Any
-) -> list[BenchResult | None]:
-    """Hot runs (run 1 is cold; the median of the rest is the time), MB/s and overhead."""
-    hot = times[1:] or times
-    seconds = statistics.median(hot)
-    return [
-        BenchResult.of("seconds", label, hot, meta, **params),
-        BenchResult.of("cold_seconds", label, times[0], meta, **params),
-        BenchResult.of("mb_per_s", label, data_bytes / seconds / 1e6, meta, **params),
-        BenchResult.of("overhead_ratio", label, seconds / baseline, meta, **params),
-    ]
-
-
-def _memory(
-    label: str, r: dict, data_bytes: int, meta: dict, **params: Any
-) -> list[BenchResult | None]:
-    peak, idle = r.get("peak_worker_rss_bytes"), r.get("idle_worker_rss_bytes")
-    over = None if peak is None or idle is None else (peak - idle) / data_bytes
-    return [
-        BenchResult.of("peak_worker_rss_bytes", label, peak, meta, **params),
-        BenchResult.of("idle_worker_rss_bytes", label, idle, meta, **params),
-        BenchResult.of("memory_over_data", label, over, meta, **params),
-    ]
-
-
 def measure(
-    args: argparse.Namespace, log: Callable[[str], None], metadata: dict[str, Any] | None = None
+    args: argparse.Namespace, log: Say, metadata: dict[str, Any] | None = None
 ) -> tuple[list[BenchResult], dict[str, Any]]:
-    """Every requested engine on the same frame: the records, and the run's parameters
-    (with ``not_measured``: engine -> why, for an engine that could not run)."""
+    """Every requested subject on the same frame, in interleaved rounds: the records, and
+    the run's parameters (``not_measured``: label -> why, for a subject that could not run;
+    ``order``: the labels run, round by round; ``ratios``: ours against each peer)."""
     meta = metadata if metadata is not None else run_metadata()
     rows, nparts, on, columns = args.rows, args.partitions, args.on, args.columns
     peers = [p for p in (args.vs or "").split(",") if p]
@@ -358,61 +499,37 @@ def measure(
         raise SystemExit(f"taskbench: --on {on!r} is not a column; columns are {list(df.columns)}")
     data_bytes = frame_bytes(df)
     frame = {"rows": rows, "partitions": nparts, "on": on, "columns": columns}
-    log(f"pandas baseline: hash-partitioning {data_bytes / 1e6:,.0f} MB into {nparts}")
-    base = pandas_baseline(df, on, nparts, args.repeats)
-    del df
-    baseline = base["seconds"]
-    out: list[BenchResult | None] = [
-        BenchResult.of("seconds", "pandas", base["times"], meta, "min", **frame),
-        BenchResult.of("mb_per_s", "pandas", data_bytes / baseline / 1e6, meta, **frame),
-        BenchResult.of("overhead_ratio", "pandas", 1.0, meta, **frame),
-    ]
-    not_measured: dict[str, str] = {}
-    expected = base["lengths"]
-    for method in args.methods:
+    holders = 1 + len(args.sizeof) + ("dask" in peers) + ("spark" in peers)
+    need, available = (holders + 2) * data_bytes, psutil.virtual_memory().available
+    if need > 0.8 * available:
+        log(f"warning: {holders} subjects hold the {data_bytes / 1e9:.1f} GB frame at once "
+            f"(interleaved rounds), about {need / 1e9:.1f} GB at a shuffle's peak, "
+            f"{available / 1e9:.1f} GB available")  # fmt: skip
+    peer_log = log_folder() / "peers.log" if peers else None
+    with contextlib.ExitStack() as stack:
+        subjects = [pandas_subject(df, on, nparts)]
+        engine_options = {"encode_strings": False} if args.pickle_strings else None
         for mode in args.sizeof:
-            label = f"taskbench-{method}" + ("" if mode == "sampled" else f"-{mode}")
-            log(f"{label}: shuffling on a 2-worker LocalCluster (sizeof {mode})")
-            try:
-                r = run_engine(
-                    rows, nparts, on, columns, method, mode, args.repeats,
-                    stealing=not args.no_stealing,
-                    options={"encode_strings": False} if args.pickle_strings else None,
-                )  # fmt: skip
-            except NotImplementedError as e:
-                not_measured[label] = str(e)
-                continue
-            if r["lengths"] != expected:
-                raise RuntimeError(f"{label}: partition sizes differ from pandas' hash partition")
-            params = {**frame, "method": method, "sizeof": mode}
-            out += _timings(label, r["times"], data_bytes, baseline, meta, **params)
-            out += [
-                BenchResult.of(name, label, r[name], meta, **params)
-                for name in ("tasks", "lag_p50_us", "lag_p90_us", "lag_p99_us", "sizeof_seconds")
-            ]
-            out += _memory(label, r, data_bytes, meta, **params)
-    if "dask" in peers:
-        log("dask: shuffling on distributed.LocalCluster(2 × 1 thread)")
-        for method, r in run_dask(
-            rows, nparts, on, columns, ["tasks", "p2p"], args.repeats
-        ).items():
-            label = f"dask-{method}"
-            if "error" in r:
-                not_measured[label] = r["error"]
-                continue
-            if sum(r["lengths"]) != rows:
-                raise RuntimeError(f"{label} lost rows: {sum(r['lengths'])} of {rows}")
-            params = {**frame, "method": method}
-            out += _timings(label, r["times"], data_bytes, baseline, meta, **params)
-            out += _memory(label, r, data_bytes, meta, **params)
-    if "spark" in peers:
-        log("spark: repartition on local[2]")
-        r = run_spark(rows, nparts, on, columns, args.repeats, args.spark_memory)
-        if sum(r["lengths"]) != rows:
-            raise RuntimeError(f"spark lost rows: {sum(r['lengths'])} of {rows}")
-        params = {**frame, "driver_memory": r["driver_memory"]}
-        out += _timings("spark", r["times"], data_bytes, baseline, meta, **params)
-        out += _memory("spark", r, data_bytes, meta, **params)
+            log(f"taskbench: making the frame on a 2-worker LocalCluster (sizeof {mode})")
+            subjects += stack.enter_context(engine_subjects(
+                rows, nparts, on, columns, args.methods, mode,
+                stealing=not args.no_stealing, options=engine_options,
+            ))  # fmt: skip
+        if peer_log is not None:
+            log(f"peers' own logs go to {peer_log}")
+            stack.enter_context(peer_logs(peer_log))
+        if "dask" in peers:
+            log("dask: making the frame on distributed.LocalCluster(2 × 1 thread)")
+            subjects += stack.enter_context(dask_subjects(rows, nparts, on, columns,
+                                                          ["tasks", "p2p"]))  # fmt: skip
+        if "spark" in peers:
+            log("spark: caching the frame on local[2]")
+            subjects.append(stack.enter_context(
+                spark_subject(rows, nparts, on, columns, args.spark_memory)
+            ))  # fmt: skip
+        rounds = interleave({s.label: s.run for s in subjects}, args.repeats, log)
+        check_outputs(subjects, rounds, rows)
+    results, ratios = records(subjects, rounds, data_bytes, meta, **frame)
     run = {
         **frame,
         "data_bytes": data_bytes,
@@ -421,16 +538,18 @@ def measure(
         "engine_string_transit": "pickle" if args.pickle_strings else "arrow",
         "workers": 2,
         "threads_per_worker": 1,
-        "not_measured": not_measured,
+        "not_measured": rounds.not_measured,
+        "order": rounds.order,
+        "ratios": ratios,
     }
-    return collect(out), run
+    if peer_log is not None:
+        run["peer_log"] = str(peer_log)
+    return results, run
 
 
 COLUMNS = [
-    ("time s", "seconds", "{:.3f}"),
     ("cold s", "cold_seconds", "{:.3f}"),
     ("MB/s", "mb_per_s", "{:,.0f}"),
-    ("overhead", "overhead_ratio", "{:.2f}"),
     ("lag p50 µs", "lag_p50_us", "{:,.0f}"),
     ("lag p99 µs", "lag_p99_us", "{:,.0f}"),
     ("sizeof s", "sizeof_seconds", "{:.3f}"),
@@ -439,48 +558,77 @@ COLUMNS = [
 ]
 
 
+def label_of(r: BenchResult) -> str:
+    """A record's row in the table: what `Subject.label` named it."""
+    if r.engine == "taskbench":
+        return engine_label(r.params["method"], r.params.get("sizeof", "sampled"))
+    if r.engine == "dask":
+        return f"dask-{r.params['method']}"
+    return r.engine
+
+
 def format_results(results: list[BenchResult], run: dict[str, Any], cores: Any = "?") -> str:
-    """The table (one row per engine), what was shuffled, and the best engine's ratios."""
+    """The table (one row per subject), what was shuffled, and the engines' ratios to peers."""
+    rounds = run.get("repeats", 1)
+    hot = max(rounds - 1, 1)
     lines = [
         f"{run['rows']:,} taxi-like rows ({run['columns']}), {run['data_bytes'] / 1e6:,.0f} MB "
         f"in memory, hash shuffle on {run['on']!r} {run['partitions']} -> "
         f"{run['partitions']} partitions; 2 worker processes × 1 thread "
         f"(Spark local[2]); {cores} cores",
-        "time = median of hot runs (cold = run 1); overhead = time / pandas hash-partition"
+        f"{rounds} rounds, each running every subject once, the order rotated each round; "
+        + (f"round 1 is cold, time = median (min–max) of the other {hot}" if rounds > 1
+           else "time = the one round")
         + ("" if run.get("engine_stealing", True) else "; engine work stealing OFF")
         + ("; engine pickles strings" if run.get("engine_string_transit") == "pickle" else ""),
+        "overhead = median time ÷ median pandas time over the same rounds [bootstrap 95 % "
+        "interval]; 1 is pandas' in-memory speed",
         "",
-    ]
-    engines = list(dict.fromkeys(r.engine for r in results))
+    ]  # fmt: skip
+    by_label: dict[str, dict[str, BenchResult]] = {}
+    for r in results:
+        by_label.setdefault(label_of(r), {})[r.name] = r
     rows: list[list[str]] = []
-    for e in engines:
-        cells = []
+    for label, recs in by_label.items():
+        secs = recs.get("seconds")
+        over = recs.get("overhead_ratio")
+        if over is not None:
+            from taskbench.comparisons.stats import Ratio
+
+            overhead = ratio_text(Ratio(over.value, over.params["low"], over.params["high"]))
+        else:
+            overhead = "baseline" if label == BASELINE else "-"
+        cells = [spread(secs.values) if secs else "-", overhead]
         for _, name, spec in COLUMNS:
-            value = find(results, name, e)
+            value = recs[name].value if name in recs else None
             if name == "peak_worker_rss_bytes" and value is not None:
                 value /= 1e6
             cells.append(fmt(value, spec))
-        rows.append([e, *cells])
-    for e, reason in run.get("not_measured", {}).items():
-        rows.append([f"{e:<24}  not measured: {reason.split(': it ')[0]}"])
-    lines.append(format_table(["engine", *(c[0] for c in COLUMNS)], rows, min_width=8))
+        rows.append([label, *cells])
+    for label, reason in run.get("not_measured", {}).items():
+        rows.append([f"{label:<24}  not measured: {reason.split(': it ')[0]}"])
+    header = ["subject", "time s (min–max)", "overhead [95 % CI]", *(c[0] for c in COLUMNS)]
+    lines.append(format_table(header, rows, min_width=8))
     best = _best_engine(results)
-    if best:
-        for peer in ("dask-p2p", "dask-tasks", "spark"):
-            theirs = find(results, "seconds", peer)
-            if theirs is not None:
-                ratio = theirs / find(results, "seconds", best)
-                lines.append(f"{best} vs {peer}: ×{ratio:.2f} faster (same frame, same run)")
+    for r in run.get("ratios", []):
+        if r["denominator"] != best:
+            continue
+        from taskbench.comparisons.stats import Ratio, verdict
+
+        ratio = Ratio(r["value"], r["low"], r["high"], r["confidence"])
+        lines.append(
+            f"{verdict(ratio, best, r['numerator'])} "
+            f"[{r['low']:.2f}–{r['high']:.2f}] (ratio of median times, same rounds)"
+        )
     return "\n".join(lines)
 
 
 def _best_engine(results: list[BenchResult]) -> str | None:
     ours = [
-        (r.value, r.engine)
+        (r.value, label_of(r))
         for r in results
-        if r.name == "seconds" and r.engine.startswith("taskbench")
-        and r.params.get("sizeof") == "sampled"
-    ]  # fmt: skip
+        if r.name == "seconds" and r.engine == "taskbench" and r.params.get("sizeof") == "sampled"
+    ]
     return min(ours)[1] if ours else None
 
 
@@ -503,16 +651,10 @@ def cmd_shuffle(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-
-    def log(msg: str) -> None:
-        print(f"[shuffle] {msg}", file=sys.stderr, flush=True)
-
     metadata = run_metadata()
-    results, run = measure(args, log, metadata)
-    if args.json:
-        print(json.dumps(to_document("shuffle", results, metadata, **run), indent=2))
-    else:
-        print(format_results(results, run, metadata["machine"]["cores"]))
+    results, run = measure(args, progress("shuffle"), metadata)
+    doc = to_document("shuffle", results, metadata, **run)
+    emit(doc, lambda: format_results(results, run, metadata["machine"]["cores"]), args)
     return 0
 
 
@@ -537,7 +679,10 @@ def add_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
         "--sizeof", type=comma_choices(SIZEOF_MODES, "sizeof mode"), default=list(SIZEOF_MODES),
         help=f"engine sizeof modes to run, comma-separated (default: {','.join(SIZEOF_MODES)})",
     )  # fmt: skip
-    p.add_argument("--repeats", type=positive_int, default=3, help="runs of each engine")
+    p.add_argument(
+        "--repeats", type=positive_int, default=5,
+        help="rounds; each runs every subject once (round 1 is cold)",
+    )  # fmt: skip
     p.add_argument(
         "--no-stealing", action="store_true", help="engine without work stealing (diagnostic)"
     )
@@ -547,6 +692,6 @@ def add_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--vs", default="", help="comma-separated peers: dask,spark")
     p.add_argument("--spark-memory", default="6g", help="spark.driver.memory (default 1g is small)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_output_flags(p)
     p.set_defaults(func=cmd_shuffle)
     return p

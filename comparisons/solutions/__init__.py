@@ -23,7 +23,10 @@ adds a module without editing the registry (a solution under development, a test
 
 Settings that differ from an engine's defaults live in ``comparisons/configs/<name>.toml``:
 each key is ``{ value = …, reason = "…" }`` inside a section the solution reads. String values
-may say ``{cores}`` or ``{cores*K}``: every engine gets the same core count.
+may say ``{cores}`` or ``{cores*K}``: every engine gets the same core count. The sections
+``[memory]`` and ``[scan]`` hold the ``[load]`` settings of a comparison mode
+(:data:`MODES`, :meth:`EngineConfig.for_mode`): in ``memory`` every engine holds the data in
+its own memory before the queries, in ``scan`` every query starts from the parquet files.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ REFERENCE = "pandas"
 # "name=module,…": extra solution modules (one under development, or a test double).
 EXTRA_ENV = "TASKBENCH_SOLUTIONS"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: Comparison modes: the data held in each engine's memory first, or read by every query.
+MODES = ("memory", "scan")
 _CORES = re.compile(r"\{cores(?:\s*\*\s*(\d+))?\}")
 
 
@@ -89,6 +94,19 @@ class EngineConfig:
         """A copy with one setting replaced (a command-line override, with its reason)."""
         sections = {name: dict(items) for name, items in self.sections.items()}
         sections.setdefault(section, {})[key] = Setting(value, reason)
+        return EngineConfig(self.engine, self.cores, sections, self.path)
+
+    def for_mode(self, mode: str) -> EngineConfig:
+        """The config of one comparison mode: ``[load]`` with ``[<mode>]``'s keys over it."""
+        if mode not in MODES:
+            raise KeyError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        sections = {name: dict(items) for name, items in self.sections.items()}
+        load = sections.pop("load", {})
+        load.update(sections.pop(mode, {}))
+        for other in MODES:
+            sections.pop(other, None)
+        if load:
+            sections["load"] = load
         return EngineConfig(self.engine, self.cores, sections, self.path)
 
     def to_dict(self) -> dict[str, Any]:

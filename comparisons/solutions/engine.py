@@ -236,3 +236,15 @@ def q12(h: Handle) -> pd.DataFrame:
     meta = pd.DataFrame({"PULocationID": pd.Series([], dtype=t._meta["PULocationID"].dtype),
                          "avg_gap_s": pd.Series([], dtype="float64")})  # fmt: skip
     return _run(h, by_zone.map_partitions(_zone_gaps, meta=meta))
+
+
+def stream_position(h: Handle) -> int:
+    """Where the cluster's task stream is now (the runner records one query's stream)."""
+    return h.session.client.stream_position()
+
+
+def write_task_stream(h: Handle, since: int, path: str, title: str) -> None:
+    """The task records since ``since`` as JSONL, titled (``taskbench stream plot`` reads it)."""
+    stream = h.session.client.task_stream(since)
+    stream.meta = {"engine": "taskbench", "title": title}
+    stream.to_jsonl(path)

@@ -1,7 +1,8 @@
-"""A test double for the check runner: pandas answers with planted faults.
+"""A test double for the check and compare runners: pandas answers with planted faults.
 
 q01 is off by one, q02 raises, q03 returns fractional keys, q05 is missing;
-``FAKE_HANG=1`` makes q04 hang, and ``FAKE_CRASH=1`` kills the process at start.
+``FAKE_HANG=1`` makes q04 hang, ``FAKE_DIE=1`` kills the process in q06, and
+``FAKE_CRASH=1`` kills the process at start.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from taskbench.comparisons.solutions import pandas_ as base
 
 NAME = "fake"
 load, stop = base.load, base.stop
-q06, q07, q08, q09, q10, q11, q12 = (
-    base.q06,
+q07, q08, q09, q10, q11, q12 = (
     base.q07,
     base.q08,
     base.q09,
@@ -54,3 +54,9 @@ def q04(h):
     if os.environ.get("FAKE_HANG"):
         time.sleep(600)
     return base.q04(h)
+
+
+def q06(h):
+    if os.environ.get("FAKE_DIE"):
+        os._exit(4)
+    return base.q06(h)

@@ -41,3 +41,15 @@ def test_plurals():
     assert plural(2, "thread") == "2 threads"
     assert plural(20_000, "task") == "20,000 tasks"
     assert plural(2, "worker process", "worker processes") == "2 worker processes"
+
+
+def test_spread_ratio_and_links(tmp_path):
+    from taskbench.comparisons.bench.console import link, ratio_text, spread
+    from taskbench.comparisons.stats import Ratio
+
+    assert spread([0.5, 0.1, 0.3]) == "0.300 (0.100–0.500)"
+    assert spread([2.0], "{:.1f}") == "2.0" and spread([]) == "-"
+    assert ratio_text(Ratio(1.84, 1.7, 2.01)) == "1.84 [1.70–2.01]"
+    target = tmp_path / "streams" / "skewed-random.jsonl"
+    assert link(target, tmp_path / "balance.json") == "streams/skewed-random.jsonl"
+    assert link(target, None) == str(target.resolve())
