@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RESULTS := results
 
-.PHONY: setup demo test lint clean
+.PHONY: setup browser demo test lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "taskbench needs Python 3.11+, found " + sys.version.split()[0])'
@@ -18,21 +18,41 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup
-	mkdir -p $(RESULTS)
-	$(BIN)/taskbench bench scheduler --vs dask --stream-out $(RESULTS)/scheduler-stream.jsonl
-	$(BIN)/taskbench stream plot $(RESULTS)/scheduler-stream.jsonl \
-		$(RESULTS)/scheduler-stream-dask.jsonl -o $(RESULTS)/task-stream.png
-	$(BIN)/taskbench bench balance --sim --plot $(RESULTS)/balance-skewed-sim.png
-	$(BIN)/taskbench bench balance --vs dask --plot $(RESULTS)/balance-skewed.png
+# make demo: the whole story on this machine. ROWS scales it (make demo ROWS=1M).
+ROWS ?= 10M
+DATA := $(RESULTS)/data/yellow-2015-01-$(ROWS)
+RUN := $(RESULTS)/runs/demo-$(ROWS)
+SITE := $(RESULTS)/site
 
-test: setup
+demo: setup
+	@test -f $(DATA)/manifest.json || $(BIN)/taskbench data generate --rows $(ROWS) \
+		--start 2015-01 --months 1 --seed 0 --out $(DATA)
+	rm -rf $(RUN)
+	$(BIN)/taskbench compare --engines all --mode memory --data $(DATA) --out $(RUN); \
+		echo $$? > $(RUN)/compare.status
+	$(BIN)/taskbench bench scheduler --vs dask --json-out $(RUN)/bench/scheduler.json \
+		--stream-out $(RUN)/bench/scheduler-stream.jsonl
+	$(BIN)/taskbench bench balance --vs dask --workloads skewed,straggler \
+		--policies random,locality+stealing --json-out $(RUN)/bench/balance.json \
+		--stream-out $(RUN)/bench/balance
+	$(BIN)/taskbench bench shuffle --rows 2M --repeats 3 --json-out $(RUN)/bench/shuffle.json
+	$(BIN)/taskbench report $(RUN) --out $(SITE)
+	@exit $$(cat $(RUN)/compare.status)
+
+# Debian's chromium for the report's browser tests (pytest -m browser); installs only if missing.
+browser:
+	@sh reports/install-browser.sh
+
+# Timing suites run once (informative); deterministic metrics are compared with the stored
+# baseline through asv compare and fail naming the metric that regressed.
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 	$(BIN)/asv machine --yes --machine ci-$$(hostname) >/dev/null
 	$(BIN)/asv run --python=same --quick --show-stderr --machine ci-$$(hostname) \
-		--set-commit-hash $$(git rev-parse HEAD)
+		--bench '^(?!deterministic\.)' --set-commit-hash $$(git rev-parse HEAD)
+	$(BIN)/python -m taskbench.reports.asv_history check
 
 lint: setup
 	$(BIN)/ruff check .

@@ -72,8 +72,8 @@ class Ratio:
 def speedup(subject: Sequence[float], baseline: Sequence[float]) -> Ratio:
     """How many times faster ``subject`` is than ``baseline``: the ratio of medians.
 
-    Its interval is a percentile bootstrap over both samples, resampled apart; with a single
-    value on either side it has no spread and the interval collapses onto the ratio.
+    Its interval is a percentile bootstrap over both samples, resampled apart (a side with one
+    value is held constant); with no spread on either side it collapses onto the ratio.
     """
     a = np.asarray(subject, dtype=float)
     b = np.asarray(baseline, dtype=float)
@@ -84,9 +84,19 @@ def speedup(subject: Sequence[float], baseline: Sequence[float]) -> Ratio:
     value = float(np.median(b) / np.median(a))
     if (a.size == 1 and b.size == 1) or (np.ptp(a) == 0 and np.ptp(b) == 0):
         return Ratio(value, value, value)
+    if a.size == 1:  # a constant subject: only the baseline varies
+        samples, statistic = (b,), lambda bb, axis=-1: np.median(bb, axis=axis) / a[0]
+    elif b.size == 1:
+        samples, statistic = (a,), lambda aa, axis=-1: b[0] / np.median(aa, axis=axis)
+    else:
+        samples = (b, a)
+
+        def statistic(bb, aa, axis=-1):
+            return np.median(bb, axis=axis) / np.median(aa, axis=axis)
+
     result = _scipy_stats.bootstrap(
-        (b, a),
-        lambda bb, aa, axis=-1: np.median(bb, axis=axis) / np.median(aa, axis=axis),
+        samples,
+        statistic,
         n_resamples=RESAMPLES,
         confidence_level=CONFIDENCE,
         method="percentile",

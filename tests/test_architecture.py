@@ -87,6 +87,8 @@ def test_contracts_are_kept(installed: Path) -> None:
         ("engine/state.py", "import threading", "The state machines are pure"),
         ("engine/comm.py", "import taskbench.engine.scheduler", "Engine floors"),
         ("comparisons/queries.py", "import taskbench.cli", "Floors"),
+        ("reports/__init__.py", "import taskbench.engine.stream", "Reports read records"),
+        ("reports/__init__.py", "import taskbench.comparisons.compare", "Reports read records"),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(

@@ -82,6 +82,14 @@ CASES: list[tuple[list[str], list[str], int]] = [
     # check
     (["check", "--data", ".", "--timeout", "-1"], ["--timeout", "'-1'"], 2),
     (["check", "--data", "nowhere"], ["nowhere"], 2),
+    # compare
+    (["compare", "--data", "nowhere"], ["nowhere"], 2),
+    (["compare", "--data", ".", "--engines", "polars"], ["unknown engine 'polars'"], 2),
+    (["compare", "--data", ".", "--queries", "q13"], ["unknown query q13"], 2),
+    (["compare", "--data", ".", "--repeat", "2"], ["--repeat 2: at least 3"], 2),
+    (["compare", "--data", ".", "--mode", "disk"], ["--mode", "'disk'"], 2),
+    (["compare", "--data", ".", "--timeout", "0"], ["--timeout", "'0'"], 2),
+    (["compare", "--data", ".", "--resume"], ["--resume needs --out"], 2),
 ]
 
 
@@ -159,4 +167,5 @@ def test_every_subcommand_is_fuzzed() -> None:
                     ("bench", "balance"), ("bench", "shuffle"), ("stream", "plot"),
                     ("data", "generate"), ("data", "import")]:  # fmt: skip
         assert command in covered
-    assert any(argv[:1] == ["check"] for argv, _, _ in CASES)
+    for command in ("check", "compare"):
+        assert any(argv[:1] == [command] for argv, _, _ in CASES)
