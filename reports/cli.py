@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
+
+from taskbench.reports import text
+from taskbench.reports.model import ModeTable
 
 DEFAULT_OUT = "results/site"
 
@@ -42,8 +46,33 @@ def run_report(args: argparse.Namespace) -> int:
     except ReportError as e:
         print(f"taskbench report: error: {e}", file=sys.stderr)
         return 2
-    print(f"report of {site.report.run.run_id}: {site.index}")
+    run = site.report.run
+    for table in site.report.tables:
+        print("\n".join(headline(table, run.single_threaded)), end="\n\n")
+    print(f"report of {run.run_id}: {site.index.resolve()}")
     print(f"  {site.summary}, {site.csv}, {len(site.figures)} figures in {site.out / 'figures'}")
-    if site.asv.note:
-        print(f"  {site.asv.note}")
+    for note in [*run.notes, site.asv.note]:
+        if note:
+            print(f"  {note}")
     return 0
+
+
+def headline(table: ModeTable, single_threaded: Sequence[str]) -> list[str]:
+    """The headline for a terminal: hot medians per query and engine, a status in capitals
+    where there is no time, and the score row."""
+    header = [f"hot median, {table.mode} mode"] + [
+        e + ("*" if e in single_threaded else "") for e in table.engines
+    ]
+    rows = [
+        [q.id] + [text.seconds(c.median) if c.valid else c.status.upper() for c in cells]
+        for q, cells in table.rows()
+    ]
+    rows.append(["score"] + [text.score(table.scores.get(e)) for e in table.engines])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join([row[0].ljust(widths[0])] + [row[i].rjust(widths[i]) for i in range(1, len(row))])
+        for row in [header, *rows]
+    ]
+    if single_threaded:
+        lines.append("* single-threaded by nature")
+    return lines

@@ -1,25 +1,21 @@
 """Build the site: load the runs, analyse them, then write every format and figure into DIR.
 
 Nothing is written until every input has been read, so a bad input leaves DIR untouched.
-The asv history is another module's (`reports.asv_history`): when it exists and has
-``publish``, ``publish(DIR/asv)`` writes the asv site there; the page links
+``reports.asv_history.publish(DIR/asv)`` writes the asv site; the page links
 ``asv/index.html`` whenever that file exists.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from taskbench.reports import export_csv, export_html, export_markdown, figures
+from taskbench.reports import asv_history, export_csv, export_html, export_markdown, figures
 from taskbench.reports.loader import ReportError, load_run
 from taskbench.reports.model import AsvLink, Report, analyse
 
-ASV_MODULE = "taskbench.reports.asv_history"
 ASV_INDEX = Path("asv") / "index.html"
 
 
@@ -49,25 +45,20 @@ def check_output(out: Path) -> None:
         raise ReportError(f"--out {str(out)!r}: {str(parent)!r} is not writable")
 
 
-def publish_asv(out: Path, publish: bool) -> AsvLink:
-    """Publish the asv history into ``out/asv`` (when asked and possible) and link it."""
+def publish_asv(
+    out: Path, publish: bool, publisher: Callable[[Path], object] = asv_history.publish
+) -> AsvLink:
+    """Publish the asv history into ``out/asv`` (when asked) and link it; a failure is a note."""
     note = ""
     if publish:
-        if importlib.util.find_spec(ASV_MODULE) is None:
-            note = "asv history not published: reports/asv_history.py is not installed yet."
-        else:
-            try:
-                module = importlib.import_module(ASV_MODULE)
-                if hasattr(module, "publish"):
-                    module.publish(out / ASV_INDEX.parent)
-                else:
-                    note = "asv history not published: reports.asv_history has no publish()."
-            except Exception as e:  # another module's failure must not sink the report
-                first = (str(e).strip().splitlines() or [""])[0]
-                note = f"asv history not published: {type(e).__name__}: {first}"
+        try:
+            publisher(out / ASV_INDEX.parent)
+        except Exception as e:  # the history's failure must not sink the report
+            first = (str(e).strip().splitlines() or [""])[0]
+            note = f"asv history not published: {type(e).__name__}: {first}"
     if (out / ASV_INDEX).is_file():
         return AsvLink(ASV_INDEX.as_posix(), note)
-    missing = f"No asv history: no {out / ASV_INDEX} (reports.asv_history publishes it there)."
+    missing = f"No asv history: no {out / ASV_INDEX}."
     return AsvLink(None, f"{note} {missing}".strip())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,19 @@ def test_report_writes_the_site(single_site) -> None:
     assert "report of 2026-12-01-a" in single_site.stdout
     assert str(out / "index.html") in single_site.stdout
     assert "No asv history" in single_site.stdout and single_site.stderr == ""
+
+
+def test_report_prints_the_headline_of_each_mode(single_site) -> None:
+    """A row per query and a score row per mode; the planted timeout shows its status, no time."""
+    lines = single_site.stdout.splitlines()
+    for mode in ("memory", "scan"):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"hot median, {mode} mode"))
+        header, *rows = [re.split(r"\s{2,}", line) for line in lines[at : at + 5]]
+        assert header[1:] == ["taskbench", "pandas*", "duckdb", "dask", "spark"]
+        assert [row[0] for row in rows] == ["q01", "q02", "q03", "score"]
+        assert rows[0][-1] == "SKIPPED" and rows[3][-1] == "not scored"
+        assert (rows[2][header.index("dask")] == "TIMEOUT") == (mode == "scan")
+    assert "spark skipped: no Java 17+ on this machine" in single_site.stdout
 
 
 def damaged(runs, tmp_path: Path, how: str) -> Path:
@@ -90,12 +104,11 @@ def test_the_installed_command_reports_a_bad_input_in_one_line(tmp_path) -> None
 
 
 def test_the_report_imports_no_engine_no_infra_and_only_two_comparison_modules(runs) -> None:
-    """Every report module, and a report analysed, in a fresh interpreter (asv_history is
-    another module's, with its own test)."""
+    """Every report module, and a report analysed, in a fresh interpreter."""
     code = (
         "import importlib, pkgutil, sys, taskbench.reports as r;"
         "[importlib.import_module(f'taskbench.reports.{m.name}') for m in pkgutil.iter_modules("
-        "r.__path__) if m.name != 'asv_history'];"
+        "r.__path__)];"
         "from taskbench.reports.loader import load_run;"
         "from taskbench.reports.model import analyse;"
         f"analyse([load_run({str(runs[0])!r}), load_run({str(runs[1])!r})]);"
