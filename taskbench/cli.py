@@ -33,8 +33,14 @@ COMMANDS = {
     "stream": ("taskbench.engine.plot", "task streams of recorded runs"),
     "data": ("taskbench.comparisons.data.cli", "NYC-taxi data in the canonical layout"),
     "check": ("taskbench.comparisons.cli", "answers of every engine against pandas"),
-    "report": ("taskbench.reports.cli", "published report of comparison runs"),
-    "compare": ("taskbench.comparisons.compare", "time every engine on the problem set, recorded"),
+    "compare": (
+        "taskbench.comparisons.compare",
+        "time every engine on the problem set, answers checked, records kept",
+    ),
+    "report": (
+        "taskbench.reports.cli",
+        "published report of comparison runs (HTML, Markdown, CSV, figures)",
+    ),
 }
 
 
