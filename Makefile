@@ -25,6 +25,7 @@ RUN := $(RESULTS)/runs/demo-$(ROWS)
 SITE := $(RESULTS)/site
 
 demo: setup
+	@mkdir -p $(dir $(DATA)) $(dir $(RUN))
 	@test -f $(DATA)/manifest.json || $(BIN)/taskbench data generate --rows $(ROWS) \
 		--start 2015-01 --months 1 --seed 0 --out $(DATA)
 	rm -rf $(RUN)
