@@ -37,6 +37,7 @@ demo: setup
 		--policies random,locality+stealing --json-out $(RUN)/bench/balance.json \
 		--stream-out $(RUN)/bench/balance
 	$(BIN)/taskbench bench shuffle --rows 2M --repeats 3 --json-out $(RUN)/bench/shuffle.json
+	-$(BIN)/python -m taskbench.reports.asv_history check  # a point of history for the report
 	$(BIN)/taskbench report $(RUN) --out $(SITE)
 	@exit $$(cat $(RUN)/compare.status)
 

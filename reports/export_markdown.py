@@ -58,7 +58,7 @@ def render_markdown(report: Report, figures: Mapping[str, str], asv: AsvLink) ->
         out += ["> **Notes on this run**", ">", *(f"> - {note}" for note in notes), ""]
     sha = run.git.get("sha") or "unknown"
     out += [
-        *(f"- command: `{c}`" for c in run.commands or ["(not recorded)"]),
+        *(f"- command: `{c}`" for c in run.commands + run.bench_commands or ["(not recorded)"]),
         f"- started: {run.started or '-'}; git `{sha}`"
         + (" (uncommitted changes)" if run.git.get("dirty") else ""),
         f"- data: `{run.data.get('path', '-')}`, {text.count(run.data.get('rows'))} rows, "

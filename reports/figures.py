@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,8 +108,8 @@ def speedup_figure(table: ModeTable, path: Path) -> None:
     """Each engine's speed-up over the reference per query, with its bootstrap interval."""
     engines = [e for e in table.engines if e != table.reference]
     colours = engine_colours(table.engines)
-    fig = Figure(figsize=(max(6.0, 1.1 * len(table.queries) * max(1, len(engines)) ** 0.5 + 3),
-                          3.8), layout="constrained")  # fmt: skip
+    wide = 0.55 * len(table.queries) * max(1, len(engines)) ** 0.5 + 2  # a page is ~13 in wide
+    fig = Figure(figsize=(min(13.0, max(6.0, wide)), 4.2), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(1, len(engines))
     by_key = {(c.engine, c.query): c for c in table.speedups}
@@ -178,19 +179,33 @@ def _boxes(x0: np.ndarray, x1: np.ndarray, y: np.ndarray, height: float) -> np.n
     )  # fmt: skip
 
 
+def worker_threads(stream: Stream) -> dict[str, set[int]]:
+    """{worker: its thread indices}: those the meta lists (``{address: nthreads}``) and those
+    that ran a task."""
+    listed = stream.meta.get("workers")
+    listed = listed if isinstance(listed, dict) else {}
+    threads = {str(w): set(range(int(n or 0))) for w, n in listed.items()}
+    for t in stream.tasks:
+        threads.setdefault(t.worker, set()).add(t.thread)
+    return threads
+
+
 def draw_stream(ax, stream: Stream, colours: dict[str, str], t0: float | None = None) -> float:
     """One stream on ``ax``: a row per worker thread, a thin transfer row under each worker
-    that received data; returns the span in seconds."""
+    that received data; returns the span in seconds. The workers the stream's meta lists
+    (``{address: nthreads}``) get rows even when they ran nothing: an idle worker is the
+    point of a balance picture."""
     tasks = stream.tasks
     starts = [t.start for t in tasks] + [x.start for t in tasks for x in t.transfers]
     t0 = min(starts, default=0.0) if t0 is None else t0
-    workers = sorted({t.worker for t in tasks}, key=_natural)
+    threads = worker_threads(stream)
+    workers = sorted(threads, key=_natural)
     names = {w: f"w{i}" for i, w in enumerate(workers)}
     rows: dict[tuple[str, int], float] = {}
     transfer_rows: dict[str, float] = {}
     y = 0.0
     for w in workers:
-        for thread in sorted({t.thread for t in tasks if t.worker == w}):
+        for thread in sorted(threads[w] or {0}):
             rows[w, thread] = y
             y += 1.0
         if any(t.transfers for t in tasks if t.worker == w):
@@ -251,7 +266,7 @@ def streams_figure(
     present = {t.prefix for s in streams for t in s.tasks}
     legend = {p: c for p, c in colours.items() if p in present}
     nrows = max(1, len(panels))
-    threads = [len({(t.worker, t.thread) for t in s.tasks}) or 1 for s in streams]
+    threads = [sum(len(t) or 1 for t in worker_threads(s).values()) or 1 for s in streams]
     if side_by_side:
         fig = Figure(figsize=(5.5 * nrows, 1.2 + 0.45 * max(threads, default=1) + 1.0),
                      layout="constrained")  # fmt: skip
@@ -263,7 +278,9 @@ def streams_figure(
     spans = []
     for ax, (panel_title, stream) in zip(axes, panels, strict=True):
         spans.append(draw_stream(ax, stream, colours))
-        ax.set_title(f"{panel_title} ({len(stream.tasks):,} tasks)", fontsize=9)
+        title_lines = f"{panel_title} ({len(stream.tasks):,} tasks)".splitlines()
+        width = 64 if side_by_side else 120  # characters that fit the panel at 9 pt
+        ax.set_title("\n".join(textwrap.fill(line, width) for line in title_lines), fontsize=9)
     if side_by_side and spans:
         axes[0].set_xlim(0, max(spans) * 1.02 or 1.0)
     _legend(fig, legend, any(x.transfers for s in streams for x in s.tasks))
@@ -287,11 +304,17 @@ def lag_figure(story: Story, path: Path) -> None:
         ax.hist(data, bins=bins, color="#1f77b4" if s.engine.startswith("taskbench") else "#ff7f0e")
         ax.set_xscale("log")
         _plain_log(ax.xaxis)
-        for value, name, style in ((s.p50, "p50", "--"), (s.p99, "p99", ":")):
-            ax.axvline(value, color="black", linestyle=style, linewidth=1.2)
-            ax.text(value, 0.97, f" {name} {value:,.0f} µs", transform=ax.get_xaxis_transform(),
-                    va="top", fontsize=8)  # fmt: skip
-        ax.set_title(f"{s.engine}: {len(s.values):,} gaps", fontsize=9)
+        marks = ((s.p50, "p50", "--", 0.97), (s.p99, "p99", ":", 0.87))
+        for value, name, style, height in marks:
+            if value > 0:  # a log axis has no 0: a zero percentile is in the title only
+                ax.axvline(value, color="black", linestyle=style, linewidth=1.2)
+                ax.text(value, height, f" {name} {value:,.0f} µs", fontsize=8, va="top",
+                        transform=ax.get_xaxis_transform())  # fmt: skip
+        zeros = len(s.values) - len(data)
+        title = f"{s.engine}: {len(s.values):,} gaps"
+        if zeros:
+            title += f", {zeros:,} of 0 µs not drawn" + (" (p50 0 µs)" if s.p50 <= 0 else "")
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("inter-task lag (µs, log)", fontsize=8)
         ax.set_ylabel("gaps", fontsize=8)
     fig.suptitle("inter-task lag while work was queued (bench scheduler)", fontsize=10)

@@ -106,6 +106,12 @@ class Run:
     benches: dict[str, BenchDocument] = field(default_factory=dict)
     stream_paths: list[Path] = field(default_factory=list)  #: bench/*stream*.jsonl
 
+    @property
+    def bench_commands(self) -> list[str]:
+        """The commands that wrote bench/'s documents (their metadata's ``command``)."""
+        docs = self.benches.values()
+        return [str(d.metadata["command"]) for d in docs if "command" in d.metadata]
+
     def query_records(self) -> list[BenchResult]:
         return [r for r in self.records if r.name == "query_seconds"]
 

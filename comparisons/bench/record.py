@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import shlex
 import statistics
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as _importlib_metadata
@@ -235,8 +237,10 @@ def git_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 
 def run_metadata(**extra: Any) -> dict[str, Any]:
-    """What every record of this run carries: machine, versions, git, UTC timestamp."""
+    """What every record of this run carries: the command line, machine, versions, git, UTC
+    timestamp."""
     return {
+        "command": shlex.join(["taskbench", *sys.argv[1:]]),
         "machine": machine(),
         "versions": versions(),
         "git": git_state(),

@@ -302,9 +302,13 @@ def write_bench(folder: Path, run_id: str) -> None:
     bench = folder / "bench"
     bench.mkdir()
     meta = {"run_id": run_id, "machine": machine()}
-    (bench / "scheduler.json").write_text(json.dumps(scheduler_document(meta)))
-    (bench / "balance.json").write_text(json.dumps(balance_document(meta)))
-    (bench / "shuffle.json").write_text(json.dumps(shuffle_document(meta)))
+    for name, document in (
+        ("scheduler", scheduler_document),
+        ("balance", balance_document),
+        ("shuffle", shuffle_document),
+    ):
+        command = f"taskbench bench {name} --json-out {bench / name}.json"
+        (bench / f"{name}.json").write_text(json.dumps(document({**meta, "command": command})))
     streams = {
         "scheduler-stream.jsonl": stream_text("taskbench: 300 tasks", 2, 2, 300, 1, transfers=True),
         "scheduler-stream-dask.jsonl": stream_text("dask.distributed: 300 tasks", 2, 1, 300, 2),

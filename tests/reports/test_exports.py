@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import re
 from html.parser import HTMLParser
 
@@ -131,6 +132,8 @@ def test_the_page_shows_setup_notes_and_each_engine_setting_with_its_reason(site
     page = site.index.read_text()
     run = site.report.run
     assert all(c in page for c in run.commands) and run.commands[1].endswith("--resume")
+    assert [c.split()[2] for c in run.bench_commands] == ["balance", "scheduler", "shuffle"]
+    assert all(html.escape(c) in page for c in run.bench_commands)
     assert "sha256:abc123" in page and "Synthetic CPU" in page
     assert "spark.driver.memory" in page and "1g cannot cache 10M rows" in page
     assert 'class="notes"' in page and "spark skipped: no Java 17+" in page
