@@ -89,6 +89,13 @@ def render_markdown(report: Report, figures: Mapping[str, str], asv: AsvLink) ->
         if t.speedups:
             out += ["", f"Speed-up over {t.reference} ({t.mode} mode):", ""]
             out += changes(t.speedups, t.mode, f"speed-up over {t.reference}")
+        if t.versus:
+            out += ["", f"The engine against each peer ({t.mode} mode):", ""]
+            out += table(
+                ["query", "peer", "peer time / engine time [95 % interval]", "verdict"],
+                [[c.query, c.against, text.ratio(c.ratio) if c.ratio else "-", c.words]
+                 for c in t.versus],
+            )  # fmt: skip
     out += ["", "## The engine's own story", ""]
     story = report.story
     if story.lag:

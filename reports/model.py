@@ -16,7 +16,7 @@ records feed it:
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,6 +34,8 @@ FAILED = ("wrong", "error", "timeout")
 #: Statuses that count as a failure in the score.
 SCORED_FAILURES = ("wrong", "error", "timeout", "not implemented yet")
 NO_RECORD = "no record"
+#: The engine under test, as `taskbench compare` names it: set against each peer.
+SUBJECT = "engine"
 #: Names that mark a peer's stream file (``scheduler-stream-dask.jsonl``).
 PEERS = ("dask", "spark", "duckdb", "pandas")
 
@@ -88,6 +90,7 @@ class Change:
     query: str
     ratio: stats.Ratio | None
     words: str
+    against: str = ""  #: the baseline's name
 
     @property
     def kind(self) -> str:
@@ -106,16 +109,17 @@ def change(
     """``subject`` against ``baseline``: stats.speedup of their hot runs, and stats.verdict."""
     for cell, name in ((subject, subject_name), (baseline, baseline_name)):
         if cell is None:
-            return Change(engine, mode, query, None, f"no record in {name}")
+            return Change(engine, mode, query, None, f"no record in {name}", baseline_name)
         if not cell.valid:
-            return Change(engine, mode, query, None, f"{name}: {cell.status}")
+            return Change(engine, mode, query, None, f"{name}: {cell.status}", baseline_name)
         if not cell.hot:
-            return Change(engine, mode, query, None, f"{name}: no hot run")
+            return Change(engine, mode, query, None, f"{name}: no hot run", baseline_name)
     try:
         ratio = stats.speedup(subject.hot, baseline.hot)  # type: ignore[union-attr]
     except ValueError as e:
-        return Change(engine, mode, query, None, f"no ratio ({e})")
-    return Change(engine, mode, query, ratio, stats.verdict(ratio, subject_name, baseline_name))
+        return Change(engine, mode, query, None, f"no ratio ({e})", baseline_name)
+    words = stats.verdict(ratio, subject_name, baseline_name)
+    return Change(engine, mode, query, ratio, words, baseline_name)
 
 
 @dataclass
@@ -129,12 +133,20 @@ class ModeTable:
     scores: dict[str, float | None]
     reference: str
     speedups: list[Change]  #: each engine's hot runs against the reference's, per query
+    versus: list[Change]  #: the engine under test against each peer, per query
 
     def cell(self, engine: str, query: str) -> Cell:
         return self.cells[engine, query]
 
     def rows(self) -> list[tuple[QueryInfo, list[Cell]]]:
         return [(q, [self.cells[e, q.id] for e in self.engines]) for q in self.queries]
+
+    def versus_tally(self) -> dict[str, Counter[str]]:
+        """{peer: how many queries the engine is faster, slower, unclear or has no ratio}."""
+        tally: dict[str, Counter[str]] = {}
+        for c in self.versus:
+            tally.setdefault(c.against, Counter())[c.kind] += 1
+        return tally
 
     def without_time(self) -> list[Cell]:
         """The cells that show a status instead of a time, in table order (with the why)."""
@@ -198,7 +210,14 @@ def mode_table(run: Run, mode: str, grouped: dict[tuple[str, str, str], dict]) -
         for e in run.engines
         if e != ref and ref in run.engines
     ]
-    return ModeTable(mode, run.engines, run.queries, cells, stats.scores(times), ref, speedups)
+    versus = [
+        change(SUBJECT, mode, q.id, cells[SUBJECT, q.id], cells[peer, q.id], SUBJECT, peer)
+        for peer in run.engines
+        for q in run.queries
+        if SUBJECT in run.engines and peer not in (SUBJECT, ref)
+    ]
+    scores = stats.scores(times)
+    return ModeTable(mode, run.engines, run.queries, cells, scores, ref, speedups, versus)
 
 
 # ---------------------------------------------------------------- startup, setup

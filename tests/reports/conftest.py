@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from taskbench.comparisons.bench.record import BenchResult, to_document
 
-ENGINES = ["taskbench", "pandas", "duckdb", "dask", "spark"]
+ENGINES = ["engine", "pandas", "duckdb", "dask", "spark"]
 QUERIES = [
     ("q01", "trips per payment type"),
     ("q02", "average total per passenger count"),
@@ -28,14 +28,14 @@ MODES = ["memory", "scan"]
 REPEAT = 3
 #: hot seconds of each engine on each query in memory mode (scan adds 50 %, run 1 doubles)
 BASE = {
-    "taskbench": [0.40, 0.55, 0.90],
+    "engine": [0.40, 0.55, 0.90],
     "pandas": [1.10, 1.40, 2.60],
     "duckdb": [0.12, 0.20, 0.31],
     "dask": [0.80, 1.00, 1.90],
 }
 WRONG = ("duckdb", "memory", "q02")
 TIMEOUT = ("dask", "scan", "q03")
-RESUMED = ("taskbench", "memory", "q01", 2)
+RESUMED = ("engine", "memory", "q01", 2)
 SUPERSEDED_SECONDS = 99.0  #: the first try of the resumed record (replaced by the later line)
 SKIPPED_NOTE = "spark skipped: no Java 17+ on this machine"
 
@@ -149,7 +149,7 @@ def query_records(run_id: str, speed: float, wrong: bool) -> list[dict]:
             )
             for qi, (q, _) in enumerate(QUERIES):
                 hot = BASE[engine][qi] * (1.5 if mode == "scan" else 1.0)
-                hot *= speed if engine == "taskbench" else 1.0
+                hot *= speed if engine == "engine" else 1.0
                 for run in range(1, REPEAT + 1):
                     params = {
                         **process,

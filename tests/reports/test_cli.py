@@ -35,7 +35,7 @@ def test_report_prints_the_headline_of_each_mode(single_site) -> None:
     for mode in ("memory", "scan"):
         at = next(i for i, line in enumerate(lines) if line.startswith(f"hot median, {mode} mode"))
         header, *rows = [re.split(r"\s{2,}", line) for line in lines[at : at + 5]]
-        assert header[1:] == ["taskbench", "pandas*", "duckdb", "dask", "spark"]
+        assert header[1:] == ["engine", "pandas*", "duckdb", "dask", "spark"]
         assert [row[0] for row in rows] == ["q01", "q02", "q03", "score"]
         assert rows[0][-1] == "SKIPPED" and rows[3][-1] == "not scored"
         assert (rows[2][header.index("dask")] == "TIMEOUT") == (mode == "scan")

@@ -106,7 +106,7 @@ def test_comparing_runs_finds_the_faster_engine(report: Report) -> None:
     for mode, changes in comparison.changes.items():
         assert len(changes) == len(ENGINES) * len(QUERIES)
         for c in changes:
-            if c.engine == "taskbench":
+            if c.engine == "engine":
                 assert c.kind == "faster" and c.ratio.value == pytest.approx(1.25, rel=0.1)
                 assert c.words.startswith("2026-12-04-b is")
             if (c.engine, mode, c.query) in (WRONG, TIMEOUT) or c.engine == "spark":
@@ -165,3 +165,18 @@ def test_a_cell_with_no_record_says_so(runs: tuple[Path, Path]) -> None:
     report = analyse([run])
     assert all(t.cell("polars", "q01").status == NO_RECORD for t in report.tables)
     assert all(t.scores["polars"] is None for t in report.tables)
+
+
+def test_the_engine_is_set_against_each_peer_but_the_reference(report: Report) -> None:
+    """Per mode and query, engine against duckdb, dask and spark; a peer's failure, no ratio."""
+    for table in report.tables:
+        assert {c.against for c in table.versus} == {"duckdb", "dask", "spark"}
+        assert len(table.versus) == 3 * len(QUERIES)
+        by = {(c.against, c.query): c for c in table.versus}
+        assert by["dask", "q01"].kind == "faster"  # 0.40 s against 0.80 s, every run
+        assert by["duckdb", "q01"].kind == "slower"  # 0.40 s against 0.12 s
+        assert by["spark", "q01"].ratio is None and by["spark", "q01"].words == "spark: skipped"
+        tally = table.versus_tally()
+        assert sum(tally["spark"].values()) == len(QUERIES) and tally["spark"]["none"] == 3
+    scan = next(t for t in report.tables if t.mode == "scan")
+    assert {(c.against, c.query) for c in scan.versus if c.ratio is None} >= {("dask", "q03")}
