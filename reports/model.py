@@ -42,9 +42,10 @@ PEERS = ("dask", "spark", "duckdb", "pandas")
 #: The command that makes each bench input, for the line shown when it is absent.
 BENCH_COMMANDS = {
     "stream": "taskbench bench scheduler --vs dask --stream-out RUN/bench/scheduler-stream.jsonl",
-    "scheduler": "taskbench bench scheduler --vs dask --json > RUN/bench/scheduler.json",
-    "balance": "taskbench bench balance --vs dask --json > RUN/bench/balance.json",
-    "shuffle": "taskbench bench shuffle --sizeof deep,sampled --json > RUN/bench/shuffle.json",
+    "scheduler": "taskbench bench scheduler --vs dask --json-out RUN/bench/scheduler.json",
+    "balance": "taskbench bench balance --vs dask --json-out RUN/bench/balance.json "
+    "--stream-out RUN/bench/balance",
+    "shuffle": "taskbench bench shuffle --sizeof deep,sampled --json-out RUN/bench/shuffle.json",
 }
 
 

@@ -41,6 +41,7 @@ COMMANDS = {
         "taskbench.reports.cli",
         "published report of comparison runs (HTML, Markdown, CSV, figures)",
     ),
+    "cluster": ("taskbench.infra.cli", "local and EC2 clusters: up, status, down"),
 }
 
 

@@ -90,6 +90,10 @@ CASES: list[tuple[list[str], list[str], int]] = [
     (["compare", "--data", ".", "--mode", "disk"], ["--mode", "'disk'"], 2),
     (["compare", "--data", ".", "--timeout", "0"], ["--timeout", "'0'"], 2),
     (["compare", "--data", ".", "--resume"], ["--resume needs --out"], 2),
+    # cluster
+    (["cluster", "launch", "--spec", "x.yaml"], ["invalid choice: 'launch'"], 2),
+    (["cluster", "up", "--spec", "nowhere.yaml"], ["nowhere.yaml: cannot read"], 2),
+    (["cluster", "up", "--spec", "a-file.txt"], ["a-file.txt: expected a mapping"], 2),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Clusters: specs, a local Spark standalone cluster beside the engine, EC2 by flintrock."""

@@ -1,0 +1,160 @@
+"""The local provider for real: a Spark standalone cluster and engine processes on loopback,
+up, used, and down with nothing left; a taken port, a stale pid file, SIGTERM halfway."""
+
+from __future__ import annotations
+
+import operator
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from taskbench.engine.client import Client
+from taskbench.infra.local import ClusterError, LocalCluster, _port_taken
+from taskbench.infra.spec import ClusterSpec, load_spec
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+CLUSTERS = Path(__file__).resolve().parents[2] / "infra" / "clusters"
+
+
+def free_ports(nodes: int) -> dict[str, int]:
+    """Spark master, its web UI with ``nodes`` free ports after it, and the engine's port."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 40000)
+        ports = [base, base + 10, *(base + 10 + i for i in range(1, nodes + 1)), base + 30]
+        if not any(_port_taken(p) for p in ports):
+            return {"spark_port": base, "spark_webui_port": base + 10, "engine_port": base + 30}
+    raise RuntimeError("no free ports found")
+
+
+def spec_file(tmp_path: Path) -> Path:
+    raw = yaml.safe_load((CLUSTERS / "local.yaml").read_text())
+    raw["local"] = free_ports(raw["nodes"])
+    raw["memory_gb_per_node"] = 1
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def recorded(cluster: LocalCluster) -> list[int]:
+    return [int(p.read_text()) for p in cluster.layout.spark_pidfiles()
+            + cluster.layout.engine_pidfiles()]  # fmt: skip
+
+
+def assert_nothing_left(pids: list[int], cluster: LocalCluster) -> None:
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert alive == []
+    assert cluster.layout.spark_pidfiles() == [] and cluster.layout.engine_pidfiles() == []
+    ports = cluster.ports
+    assert not any(_port_taken(p) for p in (ports.spark_port, ports.engine_port))
+
+
+def test_up_status_use_and_down_leave_no_process(tmp_path: Path) -> None:
+    spec = load_spec(spec_file(tmp_path))
+    cluster = LocalCluster(spec, tmp_path / "cluster")
+    try:
+        state = cluster.up()
+        pids = recorded(cluster)
+        assert len(pids) == 1 + spec.nodes + 1 + spec.nodes  # master, workers, scheduler, workers
+        spark, engine = state["spark"], state["engine"]
+        assert spark["status"] == "ALIVE" and spark["url"] == cluster.master_url
+        assert [w["cores"] for w in spark["workers"]] == [1, 1]
+        assert [w["memory_mb"] for w in spark["workers"]] == [1024, 1024]
+        assert all(w["address"].startswith("127.0.0.1:") for w in spark["workers"])
+        assert len(engine["workers"]) == 2 and all(w["threads"] == 1 for w in engine["workers"])
+        token = cluster.layout.token.read_text()
+        assert oct(cluster.layout.token.stat().st_mode & 0o777) == "0o600"
+        with Client(cluster.engine_address, token=token) as client:
+            assert client.get({"a": 1, "b": (operator.add, "a", 41)}, "b") == 42
+        job = (
+            "from pyspark.sql import SparkSession;"
+            f"s = SparkSession.builder.master({cluster.master_url!r})"
+            ".config('spark.driver.host', '127.0.0.1')"
+            ".config('spark.driver.bindAddress', '127.0.0.1')"
+            ".config('spark.ui.enabled', 'false').getOrCreate();"
+            "print(s.range(1000).selectExpr('sum(id) AS s').collect()[0].s); s.stop()"
+        )
+        done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True,
+                              timeout=180)  # fmt: skip
+        assert done.stdout.split()[-1:] == ["499500"], done.stderr[-2000:]
+    finally:
+        pids = recorded(cluster)
+        stopped = cluster.down()
+    assert len(stopped) == len(pids) == 6
+    assert_nothing_left(pids, cluster)
+    assert cluster.down() == []  # down again: nothing to do
+
+
+def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    spec = load_spec(spec_file(tmp_path))
+    cluster = LocalCluster(spec, tmp_path / "cluster")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", cluster.ports.engine_port))
+        s.listen()
+        with pytest.raises(
+            ClusterError, match=rf"{cluster.ports.engine_port} \(engine scheduler\)"
+        ):
+            cluster.up()
+    assert recorded(cluster) == []
+
+
+def test_a_stale_pid_file_is_cleaned_and_a_live_one_refused(tmp_path: Path) -> None:
+    spec = load_spec(spec_file(tmp_path))
+    cluster = LocalCluster(spec, tmp_path / "cluster")
+    cluster.layout.engine.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = cluster.layout.engine_pidfile("worker-9")
+    stale.write_text(f"{dead.pid}\n")
+    assert cluster.live_processes() == {} and not stale.exists()
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        cluster.layout.engine_pidfile("scheduler").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(ClusterError, match="already up"):
+            cluster.up()
+        assert cluster.down() == [f"engine scheduler (pid {sleeper.pid})"]
+        assert not psutil.pid_exists(sleeper.pid)  # stopped and reaped by down
+    finally:
+        sleeper.kill()
+
+
+def test_sigterm_halfway_through_up_stops_what_had_started(tmp_path: Path) -> None:
+    path = spec_file(tmp_path)
+    cluster = LocalCluster(load_spec(path), tmp_path / "cluster")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "cluster", "up", "--spec", str(path),
+         "--dir", str(cluster.layout.folder)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not cluster.layout.engine_pidfiles() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the Spark daemons are up once the engine starts
+    pids = [int(p.read_text()) for p in (cluster.layout.spark / "pids").glob("*.pid")]
+    assert pids, "the Spark daemons did not start"
+    up.send_signal(signal.SIGTERM)
+    _, err = up.communicate(timeout=120)
+    assert up.returncode == 130, err
+    assert "interrupted; what had started was stopped" in err
+    assert_nothing_left(pids + recorded(cluster), cluster)
+
+
+def test_the_command_reports_a_bad_spec_and_an_ec2_spec(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n")
+    env = {**os.environ, "TASKBENCH_LOG_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "taskbench.cli", "cluster"]
+    done = subprocess.run([*command, "up", "--spec", str(bad)], capture_output=True, text=True,
+                          env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and f"{bad}: provider: Field required" in done.stderr
+    assert isinstance(load_spec(CLUSTERS / "ec2-small.yaml"), ClusterSpec)
+    done = subprocess.run([*command, "status", "--spec", str(CLUSTERS / "ec2-small.yaml")],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 1 and "provider ec2 is not available yet" in done.stderr
