@@ -118,7 +118,7 @@ def test_single_run_has_no_comparison_and_says_what_makes_each_bench_input(singl
     missing = single.story.missing
     assert set(missing) == {"stream", "lag", "balance", "shuffle"}
     assert "taskbench bench scheduler" in missing["stream"]
-    assert "--json > RUN/bench/scheduler.json" in missing["lag"]
+    assert "--json-out RUN/bench/scheduler.json" in missing["lag"]
     assert "taskbench bench balance" in missing["balance"]
     assert "taskbench bench shuffle" in missing["shuffle"]
 
