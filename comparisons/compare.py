@@ -78,6 +78,8 @@ class Plan:
     timeout: float = DEFAULT_TIMEOUT
     resume: bool = False
     spark_master: str | None = None
+    engine_scheduler: str | None = None
+    cluster: dict[str, Any] | None = None  #: the cluster the run used, as records carry it
     command: str = ""
     explicit_engines: bool = True  #: named by the user (a missing Java is then an error)
     notes: list[str] = field(default_factory=list)
@@ -183,7 +185,7 @@ def _manifest(plan: Plan, data: dict[str, Any], java: str | None) -> dict[str, A
         "versions": versions(),
         "git": git_state(),
         "started": _now(),
-        "cluster": None,
+        "cluster": plan.cluster,
         "configs": {e: config_record(e, plan.cores) for e in plan.engines},
         "notes": plan.notes,
     }
@@ -275,6 +277,8 @@ class EngineProcess:
         ]  # fmt: skip
         if self.plan.spark_master:
             command += ["--spark-master", self.plan.spark_master]
+        if self.plan.engine_scheduler:
+            command += ["--engine-scheduler", self.plan.engine_scheduler]
         with open(log, "ab") as stderr:
             self.child = subprocess.Popen(
                 command,
@@ -716,6 +720,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--out", help="run folder (default results/runs/<UTC time>)")
     parser.add_argument("--resume", action="store_true", help="add to --out; skip what it holds")
     parser.add_argument("--spark-master", help="a Spark master URL instead of local[cores]")
+    parser.add_argument(
+        "--engine-scheduler",
+        help="an engine scheduler's address instead of a LocalCluster of --cores workers "
+        "(its token from $TASKBENCH_TOKEN or $TASKBENCH_TOKEN_FILE)",
+    )
     parser.set_defaults(func=run_compare)
 
 
@@ -728,8 +737,13 @@ def _command_line(args: Any) -> str:
     argv += ["--cores", str(args.cores), "--timeout", f"{args.timeout:g}"]
     if args.out:
         argv += ["--out", args.out]
-    if args.spark_master:
-        argv += ["--spark-master", args.spark_master]
+    cluster_argv = getattr(args, "cluster_argv", None)  # a layer above's flags, resolved
+    if cluster_argv:  # into the two below
+        argv += cluster_argv
+    else:
+        for flag, value in (("--spark-master", args.spark_master),
+                            ("--engine-scheduler", args.engine_scheduler)):  # fmt: skip
+            argv += [flag, value] if value else []
     return shlex.join(argv)
 
 
@@ -762,6 +776,8 @@ def run_compare(args: Any) -> int:
         timeout=args.timeout,
         resume=args.resume,
         spark_master=args.spark_master,
+        engine_scheduler=args.engine_scheduler,
+        cluster=getattr(args, "cluster_record", None),
         command=_command_line(args),
         explicit_engines=args.engines.strip() != "all",
     )

@@ -48,6 +48,10 @@ class Server:
             config = config.with_value(
                 "session", "spark.master", args.spark_master, "given with --spark-master"
             )
+        if args.engine_scheduler and args.engine == "engine":
+            config = config.with_value(
+                "cluster", "address", args.engine_scheduler, "given with --engine-scheduler"
+            )
         self.config = config
         self.session: Any = None
         self.handle: Any = None  # the loaded data, in memory mode
@@ -154,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers", required=True)
     parser.add_argument("--reply-fd", type=int, required=True)
     parser.add_argument("--spark-master")
+    parser.add_argument("--engine-scheduler")
     args = parser.parse_args(argv)
     reply = os.fdopen(args.reply_fd, "w")
     os.dup2(2, 1)  # whatever the engine prints (a JVM too) goes to the log, not the protocol

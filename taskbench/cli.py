@@ -34,7 +34,7 @@ COMMANDS = {
     "data": ("taskbench.comparisons.data.cli", "NYC-taxi data in the canonical layout"),
     "check": ("taskbench.comparisons.cli", "answers of every engine against pandas"),
     "compare": (
-        "taskbench.comparisons.compare",
+        "taskbench.infra.compare",
         "time every engine on the problem set, answers checked, records kept",
     ),
     "report": (

@@ -55,11 +55,14 @@ def start(config: EngineConfig) -> Session:
     from taskbench.engine.cluster import LocalCluster
     from taskbench.engine.options import DEFAULTS, EngineOptions
 
-    # [cluster]: the cluster's shape, plus any EngineOptions field that departs from DEFAULTS
+    # [cluster]: the cluster's shape, plus any EngineOptions field that departs from DEFAULTS;
+    # or the address of a running scheduler (a cluster started apart), which is used as it is
     changes, shape = EngineOptions.split(config.section("cluster"))
-    unknown = set(shape) - {"n_workers", "threads_per_worker"}
+    unknown = set(shape) - {"n_workers", "threads_per_worker", "address"}
     if unknown:
         raise ValueError(f"{config.path}: unknown [cluster] setting(s) {sorted(unknown)}")
+    if "address" in shape:
+        return Session(None, Client(str(shape["address"])))
     cluster = LocalCluster(
         int(shape.get("n_workers", config.cores)),
         int(shape.get("threads_per_worker", 1)),
@@ -84,7 +87,8 @@ def load(session: Session, data_dir: str | os.PathLike[str], config: EngineConfi
 
 def stop(session: Session) -> None:
     session.client.close()
-    session.cluster.close()
+    if session.cluster is not None:  # a cluster started apart outlives the session
+        session.cluster.close()
 
 
 def _run(h: Handle, collection: Any) -> Any:

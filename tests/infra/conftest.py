@@ -1,0 +1,46 @@
+"""Local clusters for the tests: specs on free loopback ports, and the checks that nothing
+is left once they are down."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import psutil
+import yaml
+from taskbench.infra.local import LocalCluster, _port_taken
+
+CLUSTERS = Path(__file__).resolve().parents[2] / "infra" / "clusters"
+
+
+def free_ports(nodes: int) -> dict[str, int]:
+    """Spark master, its web UI with ``nodes`` free ports after it, and the engine's port."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 40000)
+        ports = [base, base + 10, *(base + 10 + i for i in range(1, nodes + 1)), base + 30]
+        if not any(_port_taken(p) for p in ports):
+            return {"spark_port": base, "spark_webui_port": base + 10, "engine_port": base + 30}
+    raise RuntimeError("no free ports found")
+
+
+def spec_file(tmp_path: Path) -> Path:
+    raw = yaml.safe_load((CLUSTERS / "local.yaml").read_text())
+    raw["local"] = free_ports(raw["nodes"])
+    raw["memory_gb_per_node"] = 1
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def recorded(cluster: LocalCluster) -> list[int]:
+    return [int(p.read_text()) for p in cluster.layout.spark_pidfiles()
+            + cluster.layout.engine_pidfiles()]  # fmt: skip
+
+
+def assert_nothing_left(pids: list[int], cluster: LocalCluster) -> None:
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert alive == []
+    assert cluster.layout.spark_pidfiles() == [] and cluster.layout.engine_pidfiles() == []
+    ports = cluster.ports
+    assert not any(_port_taken(p) for p in (ports.spark_port, ports.engine_port))
