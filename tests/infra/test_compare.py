@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,47 @@ def test_compare_without_a_cluster_up_says_so(tmp_path: Path) -> None:
         f"up --spec {path}"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_spark_workers_killed_mid_run_give_records_not_a_hang(tmp_path: Path) -> None:
+    """Every Spark worker SIGKILLed once Spark has loaded: its queries end as timeout or error
+    records within their timeout (30 s), the run finishes, and down cleans the stale pid files."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    made = taskbench("data", "generate", "--rows", "50k", "--start", "2015-01", "--months", "1",
+                     "--seed", "0", "--out", str(data), "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    path = spec_file(tmp_path)
+    cluster = LocalCluster(load_spec(path), tmp_path / "cluster")
+    where = ["--spec", str(path), "--dir", str(cluster.layout.folder)]
+    assert taskbench("cluster", "up", *where).returncode == 0
+    pids = recorded(cluster)
+    workers = [int(p.read_text()) for p in cluster.layout.spark_pidfiles() if "Worker" in p.name]
+    compare = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "compare", "--cluster", str(path),
+         "--cluster-dir", str(cluster.layout.folder), "--engines", "spark", "--queries",
+         "q01,q07", "--timeout", "30", "--data", str(data), "--out", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        records = run / "records.jsonl"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and '"load_seconds"' not in _text(records):
+            assert compare.poll() is None, compare.stderr.read() if compare.stderr else ""
+            time.sleep(0.05)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        _, err = compare.communicate(timeout=300)  # bounded: 2 queries x 3 runs x 30 s at most
+        assert compare.returncode == 1, err[-3000:]
+        queries = [json.loads(line) for line in records.read_text().splitlines()
+                   if '"query_seconds"' in line]  # fmt: skip
+        assert queries and queries[-1]["status"] in ("timeout", "error")
+        assert {"timeout", "error"} & {r["status"] for r in queries}
+    finally:
+        compare.kill()
+        down = taskbench("cluster", "down", *where)
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(pids, cluster)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
