@@ -103,7 +103,20 @@ def _alive(pid: int | None) -> psutil.Process | None:
         return None
 
 
-def _port_taken(port: int) -> bool:
+def recorded_process(pidfile: Path) -> psutil.Process | None:
+    """The live process a pid file names, if it is still the one recorded: a Spark daemon of
+    the file's class or a ``taskbench`` process. A reused pid is someone else's: None."""
+    proc = _alive(_read_pid(pidfile))
+    if proc is None:
+        return None
+    marker = "taskbench" if pidfile.parent.name == "engine" else pidfile.stem.split("-")[-2]
+    try:
+        return proc if marker in " ".join(proc.cmdline()) else None
+    except psutil.Error:
+        return None
+
+
+def port_taken(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -187,7 +200,7 @@ class LocalCluster:
         """{pid file: its live process}; stale pid files are removed on the way."""
         live = {}
         for path in self.layout.spark_pidfiles() + self.layout.engine_pidfiles():
-            proc = _alive(_read_pid(path))
+            proc = recorded_process(path)
             if proc is None:
                 path.unlink(missing_ok=True)
             else:
@@ -202,7 +215,7 @@ class LocalCluster:
                 f"a cluster is already up in {layout.folder}: taskbench cluster down first"
             )
         taken = [f"{port} ({what})" for port, what in self.ports_needed().items()
-                 if _port_taken(port)]  # fmt: skip
+                 if port_taken(port)]  # fmt: skip
         if taken:
             raise ClusterError(f"ports taken on {HOST}: {', '.join(taken)}; free them or set "
                                "local: ports in the spec")  # fmt: skip
@@ -256,7 +269,7 @@ class LocalCluster:
         """Poll ``done`` until it holds; a dead engine process or START_TIMEOUT is an error."""
         deadline = time.monotonic() + START_TIMEOUT
         while not done():
-            dead = [p.stem for p in self.layout.engine_pidfiles() if not _alive(_read_pid(p))]
+            dead = [p.stem for p in self.layout.engine_pidfiles() if not recorded_process(p)]
             if dead:
                 raise ClusterError(f"engine {', '.join(dead)} exited; see {self.layout.engine}")
             if time.monotonic() > deadline:
@@ -331,7 +344,7 @@ class LocalCluster:
         for i in range(self.spec.nodes, 0, -1):
             stopped += self._stop_spark(WORKER, i)
         stopped += self._stop_spark(MASTER, 1)
-        procs = {path: _alive(_read_pid(path)) for path in self.layout.engine_pidfiles()}
+        procs = {path: recorded_process(path) for path in self.layout.engine_pidfiles()}
         for path, proc in procs.items():
             if proc is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -353,7 +366,7 @@ class LocalCluster:
     def _stop_spark(self, cls: str, instance: int) -> list[str]:
         ident = f"taskbench-{self.spec.name}"
         pidfile = self.layout.spark / "pids" / f"spark-{ident}-{cls}-{instance}.pid"
-        proc = _alive(_read_pid(pidfile))
+        proc = recorded_process(pidfile)
         if proc is None:
             pidfile.unlink(missing_ok=True)
             return []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from taskbench.infra.local import LocalCluster, _port_taken
+from taskbench.infra.local import LocalCluster, port_taken
 
 CLUSTERS = Path(__file__).resolve().parents[2] / "infra" / "clusters"
 
@@ -19,7 +19,7 @@ def free_ports(nodes: int) -> dict[str, int]:
     for _ in range(200):
         base = rng.randrange(20000, 40000)
         ports = [base, base + 10, *(base + 10 + i for i in range(1, nodes + 1)), base + 30]
-        if not any(_port_taken(p) for p in ports):
+        if not any(port_taken(p) for p in ports):
             return {"spark_port": base, "spark_webui_port": base + 10, "engine_port": base + 30}
     raise RuntimeError("no free ports found")
 
@@ -43,4 +43,4 @@ def assert_nothing_left(pids: list[int], cluster: LocalCluster) -> None:
     assert alive == []
     assert cluster.layout.spark_pidfiles() == [] and cluster.layout.engine_pidfiles() == []
     ports = cluster.ports
-    assert not any(_port_taken(p) for p in (ports.spark_port, ports.engine_port))
+    assert not any(port_taken(p) for p in (ports.spark_port, ports.engine_port))

@@ -72,24 +72,34 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     assert recorded(cluster) == []
 
 
-def test_a_stale_pid_file_is_cleaned_and_a_live_one_refused(tmp_path: Path) -> None:
+def test_stale_and_reused_pid_files_are_cleaned_and_a_live_one_refused(tmp_path: Path) -> None:
     spec = load_spec(spec_file(tmp_path))
     cluster = LocalCluster(spec, tmp_path / "cluster")
     cluster.layout.engine.mkdir(parents=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = cluster.layout.engine_pidfile("worker-9")
-    stale.write_text(f"{dead.pid}\n")
-    assert cluster.live_processes() == {} and not stale.exists()
-    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    stranger = subprocess.Popen(["sleep", "60"])  # a live pid that is not ours: never killed
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "engine", "scheduler", "--port", "0"],
+        env={**os.environ, "TASKBENCH_TOKEN": "x" * 32}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
-        cluster.layout.engine_pidfile("scheduler").write_text(f"{sleeper.pid}\n")
+        stale = cluster.layout.engine_pidfile("worker-8")
+        stale.write_text(f"{dead.pid}\n")
+        reused = cluster.layout.engine_pidfile("worker-9")
+        reused.write_text(f"{stranger.pid}\n")
+        assert cluster.live_processes() == {} and not stale.exists() and not reused.exists()
+        assert stranger.poll() is None
+        cluster.layout.engine_pidfile("scheduler").write_text(f"{scheduler.pid}\n")
         with pytest.raises(ClusterError, match="already up"):
             cluster.up()
-        assert cluster.down() == [f"engine scheduler (pid {sleeper.pid})"]
-        assert not psutil.pid_exists(sleeper.pid)  # stopped and reaped by down
+        assert cluster.down() == [f"engine scheduler (pid {scheduler.pid})"]
+        assert not psutil.pid_exists(scheduler.pid)  # stopped and reaped by down
+        assert stranger.poll() is None
     finally:
-        sleeper.kill()
+        stranger.kill()
+        scheduler.kill()
 
 
 def test_sigterm_halfway_through_up_stops_what_had_started(tmp_path: Path) -> None:
