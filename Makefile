@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RESULTS := results
 
-.PHONY: setup browser demo test lint clean
+.PHONY: setup browser flintrock demo test lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "taskbench needs Python 3.11+, found " + sys.version.split()[0])'
@@ -41,13 +41,22 @@ demo: setup
 	$(BIN)/taskbench report $(RUN) --out $(SITE)
 	@exit $$(cat $(RUN)/compare.status)
 
+# flintrock pins old boto3 and PyYAML: it gets a venv of its own, called as its CLI.
+FLINTROCK := .venv-flintrock/.installed-stamp
+$(FLINTROCK):
+	$(PYTHON) -m venv .venv-flintrock
+	.venv-flintrock/bin/python -m pip install -q 'flintrock==2.1.*'
+	touch $(FLINTROCK)
+
+flintrock: $(FLINTROCK)
+
 # Debian's chromium for the report's browser tests (pytest -m browser); installs only if missing.
 browser:
 	@sh reports/install-browser.sh
 
 # Timing suites run once (informative); deterministic metrics are compared with the stored
 # baseline through asv compare and fail naming the metric that regressed.
-test: setup browser
+test: setup browser flintrock
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
@@ -61,4 +70,4 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .asv $(RESULTS)
+	rm -rf $(VENV) .venv-flintrock .asv $(RESULTS)

@@ -31,6 +31,10 @@ def add_parser(subparsers: Any) -> None:
         type=Path,
         help=f"the cluster's folder of logs, pids and state (default: {DEFAULT_ROOT}/NAME)",
     )
+    parser.add_argument("--yes", action="store_true", help="agree to the EC2 cost estimate")
+    parser.add_argument(
+        "--budget", type=float, metavar="USD", help="launch only if the estimate is at most this"
+    )
     parser.set_defaults(func=run_cluster)
 
 
@@ -55,10 +59,8 @@ def run_cluster(args: argparse.Namespace) -> int:
     except SpecError as e:
         print(f"taskbench cluster: error: {e}", file=sys.stderr)
         return 2
-    if spec.provider != "local":
-        print(f"taskbench cluster: error: {args.spec}: provider {spec.provider} is not "
-              "available yet (only local)", file=sys.stderr)  # fmt: skip
-        return 1
+    if spec.provider == "ec2":
+        return run_ec2(spec, args)
     cluster = LocalCluster(spec, args.dir or DEFAULT_ROOT / spec.name)
     try:
         if args.action == "up":
@@ -81,3 +83,34 @@ def run_cluster(args: argparse.Namespace) -> int:
         print("taskbench cluster: interrupted; what had started was stopped", file=sys.stderr)
         return 130
     return 0
+
+
+def run_ec2(spec: Any, args: argparse.Namespace) -> int:
+    """EC2 so far: the cost guard, then flintrock's config written; the launch is not built."""
+    import datetime as dt
+
+    from taskbench.infra import ec2
+
+    folder = Path(args.dir or DEFAULT_ROOT / spec.name)
+    if args.action != "up":
+        print(f"taskbench cluster: error: {args.spec}: EC2 {args.action} is not built yet",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"cost estimate: {ec2.cost_line(spec)}")
+    try:
+        ec2.check_budget(spec, args.yes, args.budget)
+        run_id = f"{spec.name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+        folder.mkdir(parents=True, exist_ok=True)
+        user_data = folder / "user-data.sh"
+        config = ec2.flintrock_config(spec, run_id, user_data)
+    except ec2.Ec2Error as e:
+        print(f"taskbench cluster: error: {e}", file=sys.stderr)
+        return 1
+    import yaml
+
+    user_data.write_text(ec2.lifetime_user_data(spec))
+    (folder / "flintrock.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    print(f"flintrock config of run {run_id}: {folder / 'flintrock.yaml'}")
+    print("taskbench cluster: error: the EC2 launch through flintrock is not built yet",
+          file=sys.stderr)  # fmt: skip
+    return 1

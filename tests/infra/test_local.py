@@ -133,4 +133,4 @@ def test_the_command_reports_a_bad_spec_and_an_ec2_spec(tmp_path: Path) -> None:
     assert isinstance(load_spec(CLUSTERS / "ec2-small.yaml"), ClusterSpec)
     done = subprocess.run([*command, "status", "--spec", str(CLUSTERS / "ec2-small.yaml")],
                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
-    assert done.returncode == 1 and "provider ec2 is not available yet" in done.stderr
+    assert done.returncode == 1 and "EC2 status is not built yet" in done.stderr
