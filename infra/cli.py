@@ -89,9 +89,10 @@ def run_ec2(spec: Any, args: argparse.Namespace) -> int:
     """EC2 so far: the cost guard, then flintrock's config written; the launch is not built."""
     import datetime as dt
 
+    import yaml
     from taskbench.infra import ec2
 
-    folder = Path(args.dir or DEFAULT_ROOT / spec.name)
+    folder = Path(args.dir or DEFAULT_ROOT / spec.name).resolve()
     if args.action != "up":
         print(f"taskbench cluster: error: {args.spec}: EC2 {args.action} is not built yet",
               file=sys.stderr)  # fmt: skip
@@ -100,14 +101,12 @@ def run_ec2(spec: Any, args: argparse.Namespace) -> int:
     try:
         ec2.check_budget(spec, args.yes, args.budget)
         run_id = f"{spec.name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
-        folder.mkdir(parents=True, exist_ok=True)
         user_data = folder / "user-data.sh"
         config = ec2.flintrock_config(spec, run_id, user_data)
     except ec2.Ec2Error as e:
         print(f"taskbench cluster: error: {e}", file=sys.stderr)
         return 1
-    import yaml
-
+    folder.mkdir(parents=True, exist_ok=True)
     user_data.write_text(ec2.lifetime_user_data(spec))
     (folder / "flintrock.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"flintrock config of run {run_id}: {folder / 'flintrock.yaml'}")

@@ -101,3 +101,4 @@ def test_a_missing_key_pair_is_named(tmp_path, ec2_env, monkeypatch) -> None:
                    str(tmp_path / "c"), "--yes", env=env)  # fmt: skip
     assert done.returncode == 1
     assert f"set {ec2.KEY_NAME_ENV}: the EC2 key pair's name" in done.stderr
+    assert not (tmp_path / "c").exists()
