@@ -27,14 +27,20 @@ def taskbench(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, env=env)  # fmt: skip
 
 
-def test_compare_on_a_local_cluster_then_down_leaves_nothing(tmp_path: Path) -> None:
-    data, run = tmp_path / "data", tmp_path / "run"
-    made = taskbench("data", "generate", "--rows", "20k", "--start", "2015-01", "--months", "1",
+def data_and_cluster(tmp_path: Path, rows: str) -> tuple[Path, Path, LocalCluster, list[str]]:
+    """Generated data, a spec on free ports, its cluster (not up yet) and the flags naming it."""
+    data = tmp_path / "data"
+    made = taskbench("data", "generate", "--rows", rows, "--start", "2015-01", "--months", "1",
                      "--seed", "0", "--out", str(data), "--quiet")  # fmt: skip
     assert made.returncode == 0, made.stderr
     path = spec_file(tmp_path)
     cluster = LocalCluster(load_spec(path), tmp_path / "cluster")
-    where = ["--spec", str(path), "--dir", str(cluster.layout.folder)]
+    return data, path, cluster, ["--spec", str(path), "--dir", str(cluster.layout.folder)]
+
+
+def test_compare_on_a_local_cluster_then_down_leaves_nothing(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    data, path, cluster, where = data_and_cluster(tmp_path, "20k")
     up = taskbench("cluster", "up", *where)
     pids = recorded(cluster)
     try:
@@ -84,13 +90,8 @@ def test_compare_without_a_cluster_up_says_so(tmp_path: Path) -> None:
 def test_spark_workers_killed_mid_run_give_records_not_a_hang(tmp_path: Path) -> None:
     """Every Spark worker SIGKILLed once Spark has loaded: its queries end as timeout or error
     records within their timeout (30 s), the run finishes, and down cleans the stale pid files."""
-    data, run = tmp_path / "data", tmp_path / "run"
-    made = taskbench("data", "generate", "--rows", "50k", "--start", "2015-01", "--months", "1",
-                     "--seed", "0", "--out", str(data), "--quiet")  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    path = spec_file(tmp_path)
-    cluster = LocalCluster(load_spec(path), tmp_path / "cluster")
-    where = ["--spec", str(path), "--dir", str(cluster.layout.folder)]
+    run = tmp_path / "run"
+    data, path, cluster, where = data_and_cluster(tmp_path, "50k")
     assert taskbench("cluster", "up", *where).returncode == 0
     pids = recorded(cluster)
     workers = [int(p.read_text()) for p in cluster.layout.spark_pidfiles() if "Worker" in p.name]
