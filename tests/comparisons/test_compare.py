@@ -26,10 +26,12 @@ def query_records(run: Path) -> list[BenchResult]:
     return [r for r in read_records(run / RECORDS) if r.name == "query_seconds"]
 
 
-def session_processes() -> list[psutil.Process]:
+def session_processes(run: Path) -> list[psutil.Process]:
+    """The engine processes of the run in ``run`` still alive (others' runs do not count)."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
-        if "taskbench.comparisons.session" in " ".join(p.info["cmdline"] or []):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if "taskbench.comparisons.session" in cmdline and str(run) in cmdline:
             found.append(p)
     return found
 
@@ -89,7 +91,7 @@ def test_memory_run_records_every_event_interleaved_and_checked(datasets, tmp_pa
     lines = stream.read_text().splitlines()
     assert json.loads(lines[0])["meta"]["title"].startswith("engine q12") and len(lines) > 10
     assert "engine (memory): 9 valid" in out
-    assert not session_processes()
+    assert not session_processes(run)
 
 
 def test_scan_mode_reads_the_files_in_every_query(datasets, tmp_path):
@@ -141,7 +143,7 @@ def test_wrong_error_timeout_and_crash_are_records_without_time(datasets, tmp_pa
     # the other engine lost nothing
     assert {r.status for r in records if r.engine == "pandas"} == {"valid"}
     assert len([r for r in records if r.engine == "pandas"]) == 15
-    assert not session_processes()
+    assert not session_processes(run)
 
 
 def test_resume_adds_only_what_is_missing(datasets, tmp_path):
@@ -266,4 +268,4 @@ def test_all_engines_both_modes(datasets, tmp_path):
         spark.metadata["config"]["resolved"]["settings"]["session"]["spark.master"]["value"]
         == "local[2]"
     )
-    assert not session_processes()
+    assert not session_processes(run)
