@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "taskbench needs Python 3.11+, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dask,spark,duckdb,report,dev]'
+	$(BIN)/python -m pip install -q -e '.[dask,spark,duckdb,report,ec2,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

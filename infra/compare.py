@@ -34,6 +34,19 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run_compare)
 
 
+def compare_argv(argv: list[str]) -> int:
+    """``taskbench compare ARGV``, called from another command (``cluster run``)."""
+    from taskbench.engine.argtypes import ArgumentParser
+
+    parser = ArgumentParser(prog="taskbench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    try:
+        args = parser.parse_args(["compare", *argv])
+    except SystemExit as e:  # argparse has reported it
+        return e.code if isinstance(e.code, int) else 2
+    return run_compare(args)
+
+
 def cluster_record(spec: Any, state: dict[str, Any]) -> dict[str, Any]:
     """What every record of a run on a cluster says about it."""
     return {
@@ -47,9 +60,9 @@ def run_compare(args: argparse.Namespace) -> int:
     """``compare``; with ``--cluster``, against that cluster's Spark master and scheduler."""
     if not args.cluster:
         return compare.run_compare(args)
-    from taskbench.infra.cli import DEFAULT_ROOT
+    from taskbench.infra.ec2 import Ec2Error, NodeView
     from taskbench.infra.local import ClusterError, LocalCluster
-    from taskbench.infra.spec import SpecError, load_spec
+    from taskbench.infra.spec import DEFAULT_ROOT, SpecError, load_spec
 
     def fail(message: str) -> int:
         print(f"taskbench compare: error: {message}", file=sys.stderr)
@@ -61,12 +74,19 @@ def run_compare(args: argparse.Namespace) -> int:
         spec = load_spec(args.cluster)
     except SpecError as e:
         return fail(str(e))
-    if spec.provider != "local":
-        return fail(f"{args.cluster}: provider {spec.provider} is not available yet (only local)")
-    cluster = LocalCluster(spec, args.cluster_dir or DEFAULT_ROOT / spec.name)
-    if not cluster.live_processes():
-        return fail(f"no cluster is up in {cluster.layout.folder}: taskbench cluster up "
-                    f"--spec {args.cluster}")  # fmt: skip
+    if spec.provider == "local":
+        cluster = LocalCluster(spec, args.cluster_dir or DEFAULT_ROOT / spec.name)
+        if not cluster.live_processes():
+            return fail(f"no cluster is up in {cluster.layout.folder}: taskbench cluster up "
+                        f"--spec {args.cluster}")  # fmt: skip
+        token = cluster.layout.token
+    else:
+        try:
+            cluster = NodeView(args.cluster_dir or Path(args.cluster).parent)
+        except Ec2Error as e:
+            return fail(f"{e} (compare there: taskbench cluster run --spec {args.cluster} -- "
+                        "compare …)")  # fmt: skip
+        token = cluster.token
     try:
         state = cluster.state()
     except ClusterError as e:
@@ -76,6 +96,6 @@ def run_compare(args: argparse.Namespace) -> int:
     args.cluster_record = cluster_record(spec, state)
     args.cluster_argv = ["--cluster", args.cluster]
     args.cluster_argv += ["--cluster-dir", str(args.cluster_dir)] if args.cluster_dir else []
-    os.environ["TASKBENCH_TOKEN_FILE"] = str(cluster.layout.token)  # the engine's processes
+    os.environ["TASKBENCH_TOKEN_FILE"] = str(token)  # the engine's processes
     os.environ.pop("TASKBENCH_TOKEN", None)
     return compare.run_compare(args)

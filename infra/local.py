@@ -126,6 +126,45 @@ def port_taken(port: int) -> bool:
     return False
 
 
+def spark_status(webui: str) -> dict[str, Any]:
+    """A Spark master's own JSON (at its web UI): its status and its alive workers."""
+    try:
+        with urllib.request.urlopen(f"{webui}/json/", timeout=5) as reply:
+            master = json.load(reply)
+    except OSError as e:
+        raise ClusterError(f"spark master at {webui} does not answer ({e})") from None
+    workers = [
+        {"id": w["id"], "address": f"{w['host']}:{w['port']}", "cores": w["cores"],
+         "memory_mb": w["memory"], "state": w["state"]}
+        for w in master.get("workers", []) if w.get("state") == "ALIVE"
+    ]  # fmt: skip
+    return {"url": master.get("url"), "status": master.get("status"), "workers": workers}
+
+
+def engine_status(address: str, token_file: Path, local_pids: bool = True) -> dict[str, Any]:
+    """An engine scheduler's identity: its workers, their threads, and (for workers on this
+    machine, ``local_pids``) the memory they use."""
+    from taskbench.engine.client import Client
+
+    try:
+        token = token_file.read_text().strip()
+    except OSError:
+        raise ClusterError(f"no engine token in {token_file}") from None
+    try:
+        with Client(address, token=token, timeout=5) as client:
+            identity = client.identity()
+    except (OSError, TimeoutError) as e:
+        raise ClusterError(f"engine scheduler at {address}: {e}") from None
+    pids = identity.get("pids", {}) if local_pids else {}
+    workers = []
+    for worker, nthreads in sorted(identity["workers"].items()):
+        proc = _alive(pids.get(worker))
+        rss = proc.memory_info().rss if proc else None
+        workers.append({"address": worker, "threads": nthreads,
+                        "rss_mb": None if rss is None else round(rss / 2**20)})  # fmt: skip
+    return {"address": identity["address"], "workers": workers}
+
+
 class LocalCluster:
     """A Spark standalone cluster and an engine cluster described by one spec."""
 
@@ -292,40 +331,10 @@ class LocalCluster:
     # ------------------------------------------------------------ status
 
     def spark_status(self) -> dict[str, Any]:
-        """The Spark master's own JSON: its status and its alive workers."""
-        try:
-            with urllib.request.urlopen(f"{self.webui}/json/", timeout=5) as reply:
-                master = json.load(reply)
-        except OSError as e:
-            raise ClusterError(f"spark master at {self.webui} does not answer ({e})") from None
-        workers = [
-            {"id": w["id"], "address": f"{w['host']}:{w['port']}", "cores": w["cores"],
-             "memory_mb": w["memory"], "state": w["state"]}
-            for w in master.get("workers", []) if w.get("state") == "ALIVE"
-        ]  # fmt: skip
-        return {"url": master.get("url"), "status": master.get("status"), "workers": workers}
+        return spark_status(self.webui)
 
     def engine_status(self) -> dict[str, Any]:
-        """The engine scheduler's identity: its workers, their threads and memory in use."""
-        from taskbench.engine.client import Client
-
-        try:
-            token = self.layout.token.read_text().strip()
-        except OSError:
-            raise ClusterError(f"no engine token in {self.layout.token}") from None
-        try:
-            with Client(self.engine_address, token=token, timeout=5) as client:
-                identity = client.identity()
-        except (OSError, TimeoutError) as e:
-            raise ClusterError(f"engine scheduler at {self.engine_address}: {e}") from None
-        pids = identity.get("pids", {})
-        workers = []
-        for address, nthreads in sorted(identity["workers"].items()):
-            proc = _alive(pids.get(address))
-            rss = proc.memory_info().rss if proc else None
-            workers.append({"address": address, "threads": nthreads,
-                            "rss_mb": None if rss is None else round(rss / 2**20)})  # fmt: skip
-        return {"address": identity["address"], "workers": workers}
+        return engine_status(self.engine_address, self.layout.token)
 
     def state(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,9 @@ from taskbench.comparisons.argtypes import parse_rows
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
+DEFAULT_ROOT = Path("results/clusters")  #: clusters' folders, one per spec name
+
+
 class SpecError(ValueError):
     """A spec that cannot be used: one line per problem, each naming the file and field."""
 
@@ -31,6 +34,9 @@ class Strict(BaseModel):
 
 class SparkSpec(Strict):
     version: str = Field(pattern=r"^\d+\.\d+(\.\d+)?$", description="e.g. 4.3 or 4.3.0")
+    #: where flintrock fetches the Spark release on EC2 (http(s):// or s3://, with ``{v}``);
+    #: none: an Apache mirror
+    download_source: str | None = Field(None, pattern=r"^(https?|s3)://.*\{v\}")
 
 
 class EngineSpec(Strict):
@@ -113,6 +119,9 @@ class ClusterSpec(Strict):
             raise ValueError("provider local takes no ec2 section")
         if self.provider == "ec2" and self.local is not None:
             raise ValueError("provider ec2 takes no local section")
+        if self.provider == "ec2" and self.data.local is not None:
+            raise ValueError("provider ec2 generates its data on the nodes or reads s3://; "
+                             "a local folder is not uploaded")  # fmt: skip
         if self.provider == "local" and self.data.s3 is not None:
             raise ValueError("provider local reads local or generated data, not s3")
         engine_cores = self.engine.workers_per_node * self.engine.threads_per_worker

@@ -42,6 +42,7 @@ COMMANDS = {
         "published report of comparison runs (HTML, Markdown, CSV, figures)",
     ),
     "cluster": ("taskbench.infra.cli", "local and EC2 clusters: up, status, down"),
+    "plan": ("taskbench.infra.plan", "predict the engine's query times and cost on a cluster spec"),
 }
 
 
@@ -107,8 +108,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    # words after "--" pass through, whole, to a command that takes them (cluster run)
+    head, tail = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (
+        argv, None)  # fmt: skip
     try:
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(head)
+        args = parser.parse_args(head)
+        if tail is not None and not getattr(args, "passthrough_help", None):
+            parser.error(f"{args.command} takes no words after --")
+        args.passthrough = tail or []
     except SystemExit as e:  # --help, --version, or a bad argument argparse has reported
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     logging.basicConfig(

@@ -3,6 +3,7 @@ up, used, and down with nothing left; a taken port, a stale pid file, SIGTERM ha
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import signal
@@ -51,6 +52,20 @@ def test_up_status_use_and_down_leave_no_process(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True,
                               timeout=180)  # fmt: skip
         assert done.stdout.split()[-1:] == ["499500"], done.stderr[-2000:]
+
+        # what an EC2 master reads through node.json, against these real processes
+        node = tmp_path / "node"
+        (node / "engine").mkdir(parents=True)
+        (node / "engine" / "token").write_text(token)
+        (node / "node.json").write_text(json.dumps({"spark_url": cluster.master_url,
+            "webui": cluster.webui, "engine_address": cluster.engine_address}))  # fmt: skip
+        ec2_spec = CLUSTERS / "ec2-small.yaml"
+        done = subprocess.run([sys.executable, "-m", "taskbench.cli", "cluster", "status",
+                               "--spec", str(ec2_spec), "--dir", str(node), "--json"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        seen = json.loads(done.stdout)
+        assert len(seen["spark"]["workers"]) == 2 and len(seen["engine"]["workers"]) == 2
+        assert {w["rss_mb"] for w in seen["engine"]["workers"]} == {None}  # not this machine's
     finally:
         pids = recorded(cluster)
         stopped = cluster.down()
@@ -131,6 +146,7 @@ def test_the_command_reports_a_bad_spec_and_an_ec2_spec(tmp_path: Path) -> None:
                           env=env, timeout=60)  # fmt: skip
     assert done.returncode == 2 and f"{bad}: provider: Field required" in done.stderr
     assert isinstance(load_spec(CLUSTERS / "ec2-small.yaml"), ClusterSpec)
-    done = subprocess.run([*command, "status", "--spec", str(CLUSTERS / "ec2-small.yaml")],
+    done = subprocess.run([*command, "status", "--spec", str(CLUSTERS / "ec2-small.yaml"),
+                           "--dir", str(tmp_path / "none")],
                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
-    assert done.returncode == 1 and "EC2 status is not built yet" in done.stderr
+    assert done.returncode == 1 and f"no EC2 run recorded in {tmp_path / 'none'}" in done.stderr
