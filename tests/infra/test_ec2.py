@@ -5,6 +5,7 @@ and a failed launch cleaned to zero. No connection leaves loopback: the guard re
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -129,10 +130,14 @@ def spec_for(aws, tmp_path: Path, name: str = "ec2-small.yaml") -> Path:
     return path
 
 
+PRINTED: list[str] = []  #: everything the commands printed, for the secret check
+
+
 def cli(*argv: str) -> tuple[int, str, str]:
     out, err = StringIO(), StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = main(list(argv))
+    PRINTED.extend([out.getvalue(), err.getvalue()])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -194,6 +199,8 @@ def test_launch_describe_run_and_destroy_through_flintrock(aws, tmp_path, monkey
     behaviour = aws.describe_instance_attribute(
         InstanceId=first, Attribute="instanceInitiatedShutdownBehavior")  # fmt: skip
     assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+    user_data = aws.describe_instance_attribute(InstanceId=first, Attribute="userData")
+    assert "shutdown -h +120" in base64.b64decode(user_data["UserData"]["Value"]).decode()
 
     # flintrock provisioned, copied the wheel and installed taskbench and the data on all 3
     hosts = {i["PublicIpAddress"] for i in instances}
@@ -249,6 +256,7 @@ def test_launch_describe_run_and_destroy_through_flintrock(aws, tmp_path, monkey
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "flintrock.log" for p in written)
     assert [p for p in written if FAKE_SECRET in p.read_text(errors="replace")] == []
+    assert PRINTED and not any(FAKE_SECRET in text for text in PRINTED)
 
 
 def test_a_launch_failing_halfway_leaves_zero_instances_and_groups(
