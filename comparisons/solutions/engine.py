@@ -148,10 +148,13 @@ def q07(h: Handle) -> pd.DataFrame:
         & (t[PICKUP] >= p.month_start)
         & (t[PICKUP] < p.month_end)
     )
+    from taskbench.engine.dataframe import compute
+
     rows = t[mask]
-    count = _run(h, rows.length())
-    nonnull = _run(h, rows["total_amount"].count())
-    total = _run(h, rows["total_amount"].sum())
+    amount = rows["total_amount"]
+    count, nonnull, total = compute(
+        rows.length(), amount.count(), amount.sum(), client=h.session.client
+    )
     return pd.DataFrame({"count": [int(count)], "sum_total_amount": [total if nonnull else np.nan]})
 
 

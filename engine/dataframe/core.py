@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from taskbench.engine.dataframe.optimize import Blockwise, fuse
 
 DEFAULT_SPLIT_EVERY = 8
 
@@ -242,7 +243,7 @@ def _deps_and_spec(args: Sequence[Any], kwargs: dict[str, Any]):
 
 def as_layers(name: str, graph: dict) -> dict[str, dict]:
     """``graph`` as layers: already ``{layer: {key: task}}``, or a flat graph (one layer)."""
-    if all(type(k) is str and type(v) is dict for k, v in graph.items()):
+    if all(type(k) is str and isinstance(v, dict) for k, v in graph.items()):
         return graph
     return {name: graph}
 
@@ -310,7 +311,7 @@ def partitionwise(
     else:
         layer = {(name, i): (apply_spec, func, dep_keys[i], spec) for i in range(n)}
     layers, futures = _merge_graphs(deps)
-    layers[name] = layer
+    layers[name] = Blockwise(layer)
     return new_collection(
         name, layers, n, meta, futures=futures, align=align or first._align,
         divisions=first.divisions if align is None else None,
@@ -367,10 +368,10 @@ def tree_reduce(
     name = new_name(op)
     chunk_name = new_name(f"{op}-chunk")
     layers, futures = _merge_graphs([frame])
-    layers[chunk_name] = {
+    layers[chunk_name] = Blockwise({
         (chunk_name, i): (apply_kwargs, chunk, (frame._name, i), chunk_kwargs)
         for i in range(frame.npartitions)
-    }
+    })  # fmt: skip
     keys = [(chunk_name, i) for i in range(frame.npartitions)]
     while len(keys) > split_every:
         level = new_name(f"{op}-combine")
@@ -434,6 +435,42 @@ def cull(graph: dict, keys: Iterable[Any]) -> dict:
     return out
 
 
+def _plan(collections: Sequence[_Collection]) -> tuple[dict, list, list, tuple]:
+    """One graph for all ``collections`` (shared layers once, blockwise work fused), the
+    distinct output keys, each collection's keys, and the futures the graph reads."""
+    layers, futures = _merge_graphs(collections)
+    outputs = [c._output_keys() for c in collections]
+    keys = list(dict.fromkeys(k for ks in outputs for k in ks))
+    return fuse(layers, keys, [f.key for f in futures]), keys, outputs, futures
+
+
+def compute(*collections: _Collection, client: Any = None) -> tuple:
+    """Every collection's result, from one graph sent in one update: what they share runs
+    once (q07's count, non-null count and sum are one pass over the filtered rows)."""
+    graph, keys, outputs, futures = _plan(collections)
+    values = dict(zip(keys, run_graph(graph, keys, futures, client), strict=True))
+    return tuple(c._finalize([values[k] for k in ks]) for c, ks in zip(collections, outputs,
+                                                                      strict=True))  # fmt: skip
+
+
+def persist(*collections: _Collection, client: Any = None) -> tuple:
+    """Every collection kept on the cluster's workers, from one graph (see `compute`)."""
+    graph, keys, outputs, futures = _plan(collections)
+    client = _resolve_client(futures, client)
+    if client is None or not hasattr(client, "persist"):
+        if client is None:
+            from taskbench.engine.local import get_sync
+
+            held = dict(zip(keys, get_sync(graph, keys), strict=True))
+        else:
+            held = dict(zip(keys, client.get(graph, keys), strict=True))
+        return tuple(c._rebuild({c._name: {k: held[k] for k in ks}}, ())
+                     for c, ks in zip(collections, outputs, strict=True))  # fmt: skip
+    by_key = {f.key: f for f in client.persist(graph, keys)}
+    return tuple(c._rebuild({}, tuple(by_key[k] for k in ks))
+                 for c, ks in zip(collections, outputs, strict=True))  # fmt: skip
+
+
 class _Collection:
     """What every lazy collection has: a name, layers of tasks, and held futures."""
 
@@ -462,24 +499,11 @@ class _Collection:
 
     def compute(self, client: Any = None) -> Any:
         """The result as pandas (or a Python/numpy value for a Scalar)."""
-        keys = self._output_keys()
-        return self._finalize(run_graph(self.graph, keys, self._futures, client))
+        return compute(self, client=client)[0]
 
     def persist(self, client: Any = None) -> Any:
         """The same partitions, kept on the cluster's workers (in the graph without a cluster)."""
-        keys = self._output_keys()
-        client = _resolve_client(self._futures, client)
-        if client is None or not hasattr(client, "persist"):
-            if client is None:
-                from taskbench.engine.local import get_sync
-
-                values = get_sync(self.graph, keys)
-            else:
-                values = client.get(self.graph, keys)
-            layers = {self._name: dict(zip(keys, values, strict=True))}
-            return self._rebuild(layers, ())
-        futures = client.persist(self.graph, keys)
-        return self._rebuild({}, tuple(futures))
+        return persist(self, client=client)[0]
 
     def _rebuild(self, layers: dict, futures: tuple) -> Any:
         raise NotImplementedError

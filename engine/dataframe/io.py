@@ -37,6 +37,7 @@ from taskbench.engine.dataframe.core import (
     new_collection,
     new_name,
 )
+from taskbench.engine.dataframe.optimize import Blockwise
 
 PathLike = str | os.PathLike[str]
 
@@ -68,7 +69,7 @@ def from_map(func: Any, iterable: Sequence[Any], meta: Any = None, **kwargs: Any
     op = getattr(func, "__name__", "from-map").strip("_<>").replace("_", "-") or "from-map"
     name = new_name(op if op.replace("-", "").isalnum() else "from-map")
     layer = {(name, i): (apply_kwargs, func, item, kwargs) for i, item in enumerate(items)}
-    return new_collection(name, {name: layer}, len(items), meta, align=name)
+    return new_collection(name, {name: Blockwise(layer)}, len(items), meta, align=name)
 
 
 # ---------------------------------------------------------------- parquet
@@ -204,7 +205,7 @@ def read_parquet(
         offset += md.num_rows
     if not layer:
         layer[(name, 0)] = meta
-    return new_collection(name, {name: layer}, len(layer), meta, align=name)
+    return new_collection(name, {name: Blockwise(layer)}, len(layer), meta, align=name)
 
 
 # ---------------------------------------------------------------- csv
@@ -286,4 +287,4 @@ def read_csv(
         for start in starts:
             end = min(start + step, size) if size else 0
             layer[(name, len(layer))] = (read_csv_block, path, start, end, header, kwargs, meta)
-    return new_collection(name, {name: layer}, len(layer), meta, align=name)
+    return new_collection(name, {name: Blockwise(layer)}, len(layer), meta, align=name)

@@ -1,0 +1,121 @@
+"""Fused graphs give the unfused plan's answers and pandas', in fewer tasks; several results
+go as one graph; fusion never makes a cycle."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from taskbench.engine.dataframe import compute, from_pandas, persist
+from taskbench.engine.dataframe.core import _plan
+from taskbench.engine.dataframe.optimize import FusedProgram
+from taskbench.engine.graph import key_prefix
+from taskbench.engine.local import get_sync
+
+from tests.engine.dataframe.helpers import SETTINGS, frames
+
+
+def unfused(collection):
+    """What the plan gave before fusion: the layers as they are, on the synchronous executor."""
+    return collection._finalize(get_sync(collection.graph, collection._output_keys()))
+
+
+def prefixes(collections) -> Counter:
+    graph = _plan(collections)[0]
+    return Counter(key_prefix(k) for k, v in graph.items() if isinstance(v, tuple))
+
+
+def chain(d):
+    """Row-wise work, a filter and three reductions sharing it (q07's shape)."""
+    mask = d["v"].between(-1, 1) & (d["i"] >= -50) & (d["t"] < pd.Timestamp("2015-01-08"))
+    rows = d[mask].assign(w=lambda df: df["v"] * 2)
+    return rows.length(), rows["w"].count(), rows["w"].sum()
+
+
+def chain_pandas(df: pd.DataFrame) -> tuple:
+    rows = df[df["v"].between(-1, 1) & (df["i"] >= -50) & (df["t"] < pd.Timestamp("2015-01-08"))]
+    w = rows["v"] * 2
+    return len(rows), w.count(), w.sum()
+
+
+@SETTINGS
+@given(frames())
+def test_fused_equals_unfused_and_pandas(case) -> None:
+    df, nparts = case
+    d = from_pandas(df, nparts)
+    fused = compute(*chain(d))
+    plain = tuple(unfused(c) for c in chain(d))
+    want = chain_pandas(df)
+    assert fused[:2] == plain[:2] == want[:2]
+    assert np.isclose(fused[2], plain[2]) and np.isclose(fused[2], want[2])
+    projected = d.assign(x=d["i"] * 2 + 1)[["k", "x"]]
+    pd.testing.assert_frame_equal(projected.compute(), unfused(projected))
+    pd.testing.assert_frame_equal(projected.compute(), df.assign(x=df["i"] * 2 + 1)[["k", "x"]])
+
+
+def test_a_filter_and_a_reduction_on_12_partitions_is_12_tasks_and_a_few() -> None:
+    df = pd.DataFrame({"i": np.arange(1200), "v": np.linspace(0, 1, 1200)})
+    d = from_pandas(df, 12)
+    total = d[(d["v"] > 0.25) & (d["i"] % 2 == 0)]["v"].sum()
+    tasks = prefixes([total])
+    assert sum(tasks.values()) <= 12 + 3, tasks
+    assert tasks["sum-chunk"] == 12  # the fused task keeps its last step's name
+    assert np.isclose(total.compute(), df[(df.v > 0.25) & (df.i % 2 == 0)]["v"].sum())
+
+
+def test_three_results_share_one_pass_over_the_filter() -> None:
+    df = pd.DataFrame({"i": np.arange(600), "v": np.arange(600) / 7, "t": pd.Timestamp("2015")})
+    d = from_pandas(df, 12)
+    tasks = prefixes(chain(d.assign(i=d["i"] - 300, t=d["t"] + pd.Timedelta(days=1))))
+    fused = [p for p in tasks if p.startswith("fused-")]
+    assert len(fused) == 1 and tasks[fused[0]] == 12  # one task per partition for all three
+    assert not any(p in tasks for p in ("filter", "between", "ge", "lt", "assign"))
+
+
+def test_work_that_leaves_and_comes_back_is_not_fused_into_a_cycle() -> None:
+    df = pd.DataFrame({"v": np.arange(40, dtype=float)})
+    d = from_pandas(df, 4)
+    doubled = d["v"] * 2
+    centred = doubled - doubled.mean()  # doubled -> mean (all partitions) -> centred
+    pd.testing.assert_series_equal(centred.compute(), df["v"] * 2 - (df["v"] * 2).mean())
+
+
+def test_a_fused_program_runs_its_steps_once_in_order() -> None:
+    calls = []
+
+    def step(x, tag):
+        calls.append(tag)
+        return x + 1
+
+    program = FusedProgram(
+        inputs=("in",), steps=((("a", 0), (step, "in", "a")), (("b", 0), (step, ("a", 0), "b"))),
+        outputs=(("a", 0), ("b", 0)),
+    )  # fmt: skip
+    assert program(1) == (2, 3) and calls == ["a", "b"]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_compute_and_persist_of_several_collections(client, n) -> None:
+    df = pd.DataFrame({"k": np.arange(30) % n, "v": np.arange(30.0)})
+    d = from_pandas(df, 3)
+    a, b = d["v"] + 1, d.groupby("k")["v"].sum()
+    got_a, got_b = compute(a, b, client=client)
+    pd.testing.assert_series_equal(got_a, df["v"] + 1)
+    pd.testing.assert_series_equal(got_b, df.groupby("k")["v"].sum())
+    kept_a, kept_b = persist(a, a * 2, client=client)
+    pd.testing.assert_series_equal((kept_a + kept_b).compute(client), (df["v"] + 1) * 3)
+
+
+@SETTINGS
+@given(frames(), st.booleans())
+def test_fusion_survives_empty_partitions_and_culling(case, take_head) -> None:
+    df, nparts = case
+    d = from_pandas(df, nparts)
+    kept, want = d[d["i"] > 0], df[df["i"] > 0]
+    out, want = kept.assign(j=kept["i"] - 1), want.assign(j=want["i"] - 1)
+    got = out.head(3) if take_head else out.compute()
+    pd.testing.assert_frame_equal(got, want.head(3) if take_head else want)
