@@ -180,3 +180,66 @@ class Sizeof:
         return factors[kind]
 
     track_error_factor.unit = "ratio"
+
+
+class _CountingClient:
+    """A synchronous client that counts the tasks of every graph it is given."""
+
+    def __init__(self) -> None:
+        self.tasks = 0
+
+    def get(self, graph: dict, keys: list) -> Any:
+        from taskbench.engine.dataframe.optimize import is_task
+        from taskbench.engine.local import get_sync
+
+        self.tasks += sum(1 for task in graph.values() if is_task(task))
+        return get_sync(graph, keys)
+
+    def wait(self, futures: Any) -> None:
+        """Nothing to wait for: ``persist`` here keeps the partitions in the graph."""
+
+
+def count_query_tasks(data_dir: str, mode: str) -> dict[str, int]:
+    """Tasks each query of the engine's solution sends, on ``data_dir``, in ``mode``."""
+    from taskbench.comparisons.queries import QUERY_IDS
+    from taskbench.comparisons.solutions import load_config, load_solution, run_query
+
+    solution = load_solution("engine")
+    client = _CountingClient()
+    session = solution.Session(None, client)
+    handle = solution.load(session, data_dir, load_config("engine", cores=2).for_mode(mode))
+    counts = {}
+    for query_id in QUERY_IDS:
+        client.tasks = 0
+        run_query(solution, handle, query_id)
+        counts[query_id] = client.tasks
+    return counts
+
+
+class QueryTasks:
+    """Tasks per query of the engine's dataframe solution (fusion, pruning, pushdown): a
+    change that unfuses a graph or stops pruning shows as more tasks. Seeded 60k rows over
+    12 months (one partition a month), both comparison modes, counted without a clock."""
+
+    params = (["memory", "scan"], ["q01", "q02", "q03", "q04", "q05", "q06", "q07", "q08", "q09",
+                                   "q10", "q11", "q12"])  # fmt: skip
+    param_names = ["mode", "query"]
+    version = 1
+    timeout = 300
+
+    def setup_cache(self) -> dict[str, dict[str, int]]:
+        import tempfile
+
+        from taskbench.comparisons.data.generate import generate
+
+        with tempfile.TemporaryDirectory() as folder:
+            generate(folder + "/data", rows=60_000, start="2015-01", months=12, seed=SEED,
+                     workers=1)  # fmt: skip
+            return {mode: count_query_tasks(folder + "/data", mode) for mode in self.params[0]}
+
+    setup_cache.timeout = 300
+
+    def track_tasks(self, counts, mode, query):
+        return counts[mode][query]
+
+    track_tasks.unit = "tasks"

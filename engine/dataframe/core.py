@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from taskbench.engine.dataframe import stats as st
 from taskbench.engine.dataframe.optimize import Blockwise, fuse
 
 DEFAULT_SPLIT_EVERY = 8
@@ -264,6 +265,10 @@ def _meta_of(x: Any) -> Any:
     if isinstance(x, Scalar):
         return x._meta
     return x
+
+
+def _both_predicates(a: Any, b: Any) -> bool:
+    return isinstance(b, _Frame) and a._predicate is not None and b._predicate is not None
 
 
 def _aligned(frames: Sequence[_Frame], what: str) -> _Frame:
@@ -676,6 +681,7 @@ class _Frame(_Collection):
         *,
         align: str | None = None,
         futures: tuple = (),
+        stats: tuple | None = None,
     ) -> None:
         self._name = name
         self._layers = as_layers(name, layers)
@@ -684,6 +690,10 @@ class _Frame(_Collection):
         self.divisions = divisions
         self._align = align or name
         self._futures = futures
+        self._stats = stats  #: per-partition `stats.PartitionStats`, or None
+        self._source: st.ReadSource | None = None  #: set on a parquet read, untouched
+        self._column: tuple | None = None  #: a Series: (name, per-partition stats, source)
+        self._predicate: st.Predicate | None = None  #: a bool Series the statistics decide
 
     # -- plumbing
 
@@ -696,7 +706,7 @@ class _Frame(_Collection):
     def _rebuild(self, layers: dict, futures: tuple) -> Any:
         return type(self)(
             self._name, layers, self.npartitions, self._meta, self.divisions,
-            align=self._align, futures=futures,
+            align=self._align, futures=futures, stats=self._stats,
         )  # fmt: skip
 
     @property
@@ -711,8 +721,19 @@ class _Frame(_Collection):
     def __len__(self) -> int:
         return int(self.length().compute())
 
+    def known_rows(self) -> int | None:
+        """The row count the partition statistics give, or None."""
+        if self._stats is None or any(p.rows is None for p in self._stats):
+            return None
+        return sum(p.rows for p in self._stats)
+
     def length(self, split_every: int | None = None) -> Scalar:
-        """The number of rows, lazily (``len(df)`` computes it)."""
+        """The number of rows, lazily (``len(df)`` computes it); from the partition
+        statistics when they know it, without a task."""
+        rows = self.known_rows()
+        if rows is not None:
+            name = new_name("len")
+            return Scalar(name, {name: {(name, 0): rows}}, 0)
         return tree_reduce(
             self, partition_length, {}, _sum_values, {}, _sum_values, {},
             meta=0, op="len", split_every=split_every,
@@ -762,7 +783,12 @@ class _Frame(_Collection):
                 f"{other_dtype}: {e}"
             ) from e
         name = getattr(op, "__name__", "op").strip("_")
-        return partitionwise(op, self, other, meta=meta, op=name)
+        out = partitionwise(op, self, other, meta=meta, op=name)
+        if self._column is not None and not isinstance(other, _Collection):
+            out._predicate = st.comparison(op, *self._column, other)
+        elif op is operator.and_ and _both_predicates(self, other):
+            out._predicate = self._predicate & other._predicate
+        return out
 
     def _describe(self) -> str:
         if isinstance(self._meta, pd.Series):
@@ -932,7 +958,10 @@ class Series(_Frame):
         return self._method("isin", list(values))
 
     def between(self, left: Any, right: Any, inclusive: str = "both") -> Series:
-        return self._method("between", left, right, inclusive=inclusive)
+        out = self._method("between", left, right, inclusive=inclusive)
+        if self._column is not None:
+            out._predicate = st.between(*self._column, left, right, inclusive)
+        return out
 
     def rename(self, name: Any) -> Series:
         return self._method("rename", name)
@@ -1002,15 +1031,56 @@ class DataFrame(_Frame):
             if not pd.api.types.is_bool_dtype(dtype):
                 raise TypeError(f"a boolean filter must be a bool Series, got dtype {dtype}")
             _aligned([self, key], "boolean filter")
-            return partitionwise(filter_rows, self, key, meta=self._meta, op="filter")
+            return self._filter(key)
         if isinstance(key, _Collection):
             raise TypeError(f"cannot index a DataFrame with a {type(key).__name__}")
         columns = as_column_list(key)
         check_columns(self._meta, columns, "select")
         if isinstance(key, list | pd.Index):
             key = list(key)
+            if self._source is not None:  # projection pushdown: read only these columns
+                return self._read(self._source, columns=key, filters=self._source.filters)
         meta = self._meta[key]
-        return partitionwise(getitem, self, key, meta=meta, op="getitem")
+        out = partitionwise(getitem, self, key, meta=meta, op="getitem")
+        if isinstance(out, DataFrame):
+            out._stats = self._stats and tuple(p.select(columns) for p in self._stats)
+        else:
+            per_partition = self._stats and tuple(p.columns.get(key) for p in self._stats)
+            out._column = (key, per_partition, self._source)
+        return out
+
+    def _read(self, source: st.ReadSource, columns: list, filters: Any) -> DataFrame:
+        """The same parquet read with other columns or filters (same files, same layout)."""
+        from taskbench.engine.dataframe.io import read_parquet
+
+        out = read_parquet(list(source.files), columns=columns, filters=filters)
+        if filters == source.filters:
+            out._align = self._align  # the same row groups: rows stay aligned with this frame
+        return out
+
+    def _filter(self, mask: Series) -> DataFrame:
+        """``self[mask]``: pushed into the parquet read when both are one untouched read;
+        else without the partitions whose statistics say no row passes."""
+        predicate = mask._predicate
+        source = self._source
+        if predicate is not None and source is not None and source.same_rows(predicate.source):
+            return self._read(source, list(self._meta.columns),
+                              source.with_filters(predicate.filters()))  # fmt: skip
+        if predicate is None or self._stats is None:
+            return partitionwise(filter_rows, self, mask, meta=self._meta, op="filter")
+        kept = [i for i in range(self.npartitions) if predicate.may_match(i)]
+        if len(kept) == self.npartitions:
+            return partitionwise(filter_rows, self, mask, meta=self._meta, op="filter")
+        name = new_name("filter")
+        layers, futures = _merge_graphs([self, mask])
+        if kept:
+            layers[name] = Blockwise({
+                (name, j): (filter_rows, (self._name, i), (mask._name, i))
+                for j, i in enumerate(kept)
+            }, renumbered=True)  # fmt: skip
+        else:  # no partition can pass: one empty partition, no task
+            layers[name] = {(name, 0): self._meta}
+        return new_collection(name, layers, len(kept) or 1, self._meta, futures=futures)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         new = self.assign(**{key: value})
@@ -1021,7 +1091,11 @@ class DataFrame(_Frame):
         for k, v in columns.items():
             if isinstance(v, DataFrame):
                 raise TypeError(f"assign: column {k!r} must be a Series, not a DataFrame")
-        return self._apply_partitionwise(assign_columns, op="assign", **columns)
+        out = self._apply_partitionwise(assign_columns, op="assign", **columns)
+        if self._stats is not None:
+            kept = [c for c in self._meta.columns if c not in columns]
+            out._stats = tuple(p.select(kept) for p in self._stats)
+        return out
 
     def drop(self, columns: Any) -> DataFrame:
         check_columns(self._meta, as_column_list(columns), "drop")

@@ -38,6 +38,7 @@ from taskbench.engine.dataframe.core import (
     new_name,
 )
 from taskbench.engine.dataframe.optimize import Blockwise
+from taskbench.engine.dataframe.stats import PartitionStats, ReadSource, row_group_stats
 
 PathLike = str | os.PathLike[str]
 
@@ -174,6 +175,7 @@ def read_parquet(
 
     name = new_name("read-parquet")
     layer: dict = {}
+    stats: list = []  # per partition: rows (unless filtered) and the columns' min/max
     offset = 0
     fmt = ds.ParquetFileFormat()
     local = fs.LocalFileSystem()
@@ -198,14 +200,21 @@ def read_parquet(
                 layer[(name, len(layer))] = (
                     read_row_group, path, rg, columns, read_columns, filters, offset + starts[rg],
                 )  # fmt: skip
+                found = row_group_stats(md.row_group(rg), list(meta.columns))
+                stats.append(found if not filters else PartitionStats(None, found.columns))
         elif md.num_rows:
             layer[(name, len(layer))] = (
                 read_row_group, path, None, columns, read_columns, filters, offset,
             )  # fmt: skip
+            stats.append(PartitionStats(None if filters else md.num_rows, {}))
         offset += md.num_rows
     if not layer:
         layer[(name, 0)] = meta
-    return new_collection(name, {name: Blockwise(layer)}, len(layer), meta, align=name)
+        stats.append(PartitionStats(0, {}))
+    frame = new_collection(name, {name: Blockwise(layer)}, len(layer), meta, align=name)
+    frame._stats = tuple(stats)
+    frame._source = ReadSource(tuple(files), None if columns is None else tuple(columns), filters)
+    return frame
 
 
 # ---------------------------------------------------------------- csv

@@ -25,6 +25,7 @@ from taskbench.engine.dataframe.core import (
     new_collection,
     new_name,
 )
+from taskbench.engine.dataframe.optimize import Blockwise
 from taskbench.engine.dataframe.shuffle import hash_targets, rearrange
 
 BROADCAST_PARTITIONS = 4
@@ -138,7 +139,7 @@ def merge(
                 (name, i): (merge_partitions, (whole, 0), (big._name, i), kwargs)
                 for i in range(big.npartitions)
             }
-        layers[name] = tasks
+        layers[name] = Blockwise(tasks)  # partition i of the big side, and the whole small one
         return new_collection(name, layers, big.npartitions, meta, futures=futures, align=name)
 
     n = (

@@ -22,7 +22,13 @@ from taskbench.engine.graph import execute
 
 
 class Blockwise(dict):
-    """A layer ``{(name, i): task}`` whose task ``i`` reads only partition ``i`` of its inputs."""
+    """A layer ``{(name, i): task}`` whose task ``i`` reads only partition ``i`` of its inputs;
+    ``renumbered``: partition ``i`` reads some other partition of its inputs (a filter that
+    left partitions out), so it starts a group and never joins its inputs'."""
+
+    def __init__(self, tasks: Any = (), renumbered: bool = False) -> None:
+        super().__init__(tasks)
+        self.renumbered = renumbered
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +124,8 @@ def fuse(layers: dict[str, dict], keys: Iterable, known: Iterable = ()) -> dict:
         for name, layer in layers.items()
         if isinstance(layer, Blockwise)
     }
-    groups = _group_layers(fusable, deps)
+    renumbered = {name for name, layer in layers.items() if getattr(layer, "renumbered", False)}
+    groups = _group_layers(fusable, deps, renumbered)
     out = {k: graph[k] for k in deps}
     home: dict = {}  # a fused step's key -> the key of the task that now runs it
 
@@ -134,7 +141,7 @@ def fuse(layers: dict[str, dict], keys: Iterable, known: Iterable = ()) -> dict:
     return out
 
 
-def _group_layers(fusable: dict[str, set], deps: dict) -> list[list[str]]:
+def _group_layers(fusable: dict[str, set], deps: dict, renumbered: set) -> list[list[str]]:
     """Groups of blockwise layers, each in dependency order, that fuse without a cycle."""
     size = {name: len(ks) for name, ks in fusable.items() if ks}
     layer_deps: dict[str, set] = {}
@@ -163,7 +170,8 @@ def _group_layers(fusable: dict[str, set], deps: dict) -> list[list[str]]:
         if name not in size:
             continue
         mine = {name}
-        for dep in sorted(layer_deps.get(name, ()), key=order.index):
+        for dep in sorted(layer_deps.get(name, ()) if name not in renumbered else (),
+                          key=order.index):  # fmt: skip
             g = group_of.get(dep)
             if g is None or size[dep] != size[name] or dep in mine:
                 continue
