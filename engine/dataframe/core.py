@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from taskbench.engine.dataframe import stats as st
-from taskbench.engine.dataframe.optimize import Blockwise, fuse
+from taskbench.engine.dataframe.optimize import ALL, COLUMN_RULES, Blockwise, fuse
 
 DEFAULT_SPLIT_EVERY = 8
 
@@ -93,6 +93,15 @@ def apply_kwargs(func: Callable, x: Any, kwargs: dict) -> Any:
     return func(x, **kwargs)
 
 
+def _spec_call(func: Callable, deps: list, spec: dict) -> tuple:
+    args = [deps[v] if is_dep else v for is_dep, v in spec["args"]]
+    return func, args, {k: deps[v] if is_dep else v for k, (is_dep, v) in spec["kwargs"].items()}
+
+
+apply_spec.wraps_call = _spec_call  # type: ignore[attr-defined]  # what the optimizer reads
+apply_kwargs.wraps_call = lambda func, x, kwargs: (func, [x], kwargs)  # type: ignore[attr-defined]
+
+
 def call_method(obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     return getattr(obj, method)(*args, **kwargs)
 
@@ -133,6 +142,16 @@ def concat(parts: Sequence[Any]) -> Any:
 
 def partition_length(part: Any) -> int:
     return len(part)
+
+
+# the columns each step reads of the frame it is given (`optimize.prune_columns`)
+COLUMN_RULES[getitem] = lambda args, kwargs, want: [(args[0], as_column_list(args[1]))]
+COLUMN_RULES[filter_rows] = lambda args, kwargs, want: [(args[0], want), (args[1], ALL)]
+COLUMN_RULES[partition_length] = lambda args, kwargs, want: [(args[0], set())]
+COLUMN_RULES[assign_columns] = lambda args, kwargs, want: [
+    (args[0], ALL if want is ALL else want - set(kwargs)),
+    *[(v, ALL) for v in kwargs.values()],
+]
 
 
 def _sum_values(parts: list) -> Any:

@@ -23,6 +23,7 @@ from taskbench.engine.dataframe.core import (
     partitionwise,
     tree_reduce,
 )
+from taskbench.engine.dataframe.optimize import COLUMN_RULES
 
 SUPPORTED = ("sum", "mean", "count", "size", "min", "max")
 _PARTIALS = {
@@ -49,6 +50,11 @@ def groupby_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> p
         else:
             out[sizes[0]] = size.to_numpy()
     return out
+
+
+COLUMN_RULES[groupby_chunk] = lambda args, kwargs, want: [
+    (args[0], {*kwargs["by"], *(col for _, col, _ in kwargs["partials"] if col is not None)})
+]
 
 
 def _regroup(parts: list, nlevels: int, how: dict, sort: bool) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from taskbench.engine.dataframe.core import (
     new_collection,
     new_name,
 )
-from taskbench.engine.dataframe.optimize import Blockwise
+from taskbench.engine.dataframe.optimize import NARROWERS, Blockwise
 from taskbench.engine.dataframe.stats import PartitionStats, ReadSource, row_group_stats
 
 PathLike = str | os.PathLike[str]
@@ -143,6 +143,19 @@ def read_row_group(
         else:
             df.index = pd.Index(positions)
     return df
+
+
+def _narrow_read(task: tuple, needed: set) -> tuple:
+    """The same row group read, of only the ``needed`` columns (and its filters' columns)."""
+    func, path, row_group, columns, read_columns, filters, offset = task
+    if columns is None:
+        return task
+    keep = [c for c in columns if c in needed] or columns[:1]  # one column still counts rows
+    read = list(dict.fromkeys([*keep, *_filter_columns(filters)]))
+    return (func, path, row_group, keep, read, filters, offset)
+
+
+NARROWERS[read_row_group] = _narrow_read
 
 
 def read_parquet(

@@ -14,7 +14,7 @@ if no path leaves the group and comes back, so fusion never makes a cycle.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,47 @@ class FusedProgram:
         if len(self.outputs) == 1:
             return known[self.outputs[0]]
         return tuple(known[k] for k in self.outputs)
+
+
+# ---------------------------------------------------------------- columns a program needs
+
+ALL = None  #: every column (what is not known to need fewer)
+#: func -> rule(args, kwargs, needed) -> [(argument, columns it needs or ALL), ...]
+COLUMN_RULES: dict[Callable, Callable] = {}
+#: func -> narrow(task, columns) -> the same read of only those columns
+NARROWERS: dict[Callable, Callable] = {}
+
+
+def _call(task: tuple) -> tuple[Callable, list, dict]:
+    """A step as (function, positional arguments, keyword arguments), through the wrappers
+    the dataframe layer builds tasks with (``apply_spec``, ``apply_kwargs``)."""
+    head, *rest = task
+    wrapped = getattr(head, "wraps_call", None)
+    return wrapped(*rest) if wrapped else (head, rest, {})
+
+
+def prune_columns(steps: list, outputs: tuple, is_key: Callable) -> list:
+    """``steps`` with each read narrowed to the columns the program's steps use (a column
+    selection, a filter, ``assign``, a groupby chunk, ``len``); results leaving the program
+    keep every column."""
+    needed: dict = dict.fromkeys(outputs, ALL)
+    for key, task in reversed(steps):
+        func, args, kwargs = _call(task)
+        rule = COLUMN_RULES.get(func)
+        want = needed.get(key, set())
+        uses = rule(args, kwargs, want) if rule else [(a, ALL) for a in [*args, *kwargs.values()]]
+        for arg, columns in uses:
+            if not (type(arg) is tuple and is_key(arg)):
+                continue
+            had = needed.get(arg, set())
+            needed[arg] = ALL if had is ALL or columns is ALL else had | set(columns)
+    out = []
+    for key, task in steps:
+        narrow = NARROWERS.get(task[0])
+        if narrow is not None and needed.get(key, ALL) is not ALL:
+            task = narrow(task, needed[key])
+        out.append((key, task))
+    return out
 
 
 def is_task(value: Any) -> bool:
@@ -230,7 +271,8 @@ def _fuse_group(
         # what the steps read now (an earlier group may have rewritten them)
         reads = [r for k in steps for r in references(out[k], is_key)]
         inputs = tuple(dict.fromkeys(r for r in reads if r not in step_set))
-        program = FusedProgram(inputs, tuple((k, out.pop(k)) for k in steps), outputs)
+        run = prune_columns([(k, out.pop(k)) for k in steps], outputs, step_set.__contains__)
+        program = FusedProgram(inputs, tuple(run), outputs)
         fused = outputs[0] if len(outputs) == 1 else (f"fused-{_layer_of(outputs[-1])}", index)
         out[fused] = (program, *inputs)
         home.update(dict.fromkeys(steps, fused))

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from taskbench.engine.dataframe import compute, from_pandas, persist
+from taskbench.engine.dataframe import compute, from_pandas, persist, read_parquet
 from taskbench.engine.dataframe.core import _plan
+from taskbench.engine.dataframe.io import read_row_group
 from taskbench.engine.dataframe.optimize import FusedProgram
 from taskbench.engine.graph import key_prefix
 from taskbench.engine.local import get_sync
@@ -119,3 +120,19 @@ def test_fusion_survives_empty_partitions_and_culling(case, take_head) -> None:
     out, want = kept.assign(j=kept["i"] - 1), want.assign(j=want["i"] - 1)
     got = out.head(3) if take_head else out.compute()
     pd.testing.assert_frame_equal(got, want.head(3) if take_head else want)
+
+
+def test_reads_in_a_fused_program_take_only_the_columns_its_steps_use(tmp_path) -> None:
+    df = pd.DataFrame({"a": np.arange(40), "b": np.arange(40.0), "c": ["x"] * 40, "d": 1.5})
+    df.to_parquet(tmp_path / "f.parquet", row_group_size=10)
+    d = read_parquet([str(tmp_path / "f.parquet")], columns=["a", "b", "c", "d"])
+    kept = d[d["a"] % 3 == 0].assign(e=d["b"] * 2)
+    out = kept.groupby("a").agg({"e": "sum"})
+    graph = _plan([out, d.length(), d[d["a"] > 5]["b"].count()])[0]
+    reads = [task for v in graph.values() if isinstance(v, tuple) and isinstance(v[0], FusedProgram)
+             for _, task in v[0].steps if task[0] is read_row_group]  # fmt: skip
+    assert reads and {frozenset(t[4]) for t in reads} == {frozenset("ab")}  # never c, d
+    got = compute(out, d[d["a"] > 5]["b"].count())
+    want = df[df["a"] % 3 == 0].assign(e=df["b"] * 2).groupby("a").agg({"e": "sum"})
+    pd.testing.assert_frame_equal(got[0], want)
+    assert got[1] == (df["a"] > 5).sum() and len(d) == 40
