@@ -5,11 +5,13 @@ or, with no worker, a process-local stand-in for the synchronous executor). Task
 it from the worker thread that runs it; it asks the scheduler for plans over the worker's
 scheduler stream, sends to peers through the worker's connection pool, and keeps the shards it
 receives keyed by (output, input), so that a shard received twice replaces, never duplicates.
-A message to a peer carries the shards of one destination and batch (pickle-5 out-of-band
-buffers, ``BATCH_BYTES`` at most, ``IN_FLIGHT`` batches in flight) and is answered by an ack,
-so a finished send means *delivered*; shards for this worker go into its own buffer without
-pickling. The buffer holds one incarnation per shuffle: shards of an older one are refused,
-and the scheduler's ``shuffle-drop`` frees the buffer when it forgets the shuffle.
+A message to a peer carries one input's shards for a run of that peer's outputs as one piece
+(a `Batch`: one pickle with out-of-band buffers, ``BATCH_BYTES`` at most, ``IN_FLIGHT``
+batches in flight) and is answered by an ack, so a finished send means *delivered*; the
+shards for this worker go into its own buffer as one piece, without pickling. A shard is a
+row range of a batch. The buffer holds one incarnation per shuffle: shards of an older one
+are refused, and the scheduler's ``shuffle-drop`` frees the buffer when it forgets the
+shuffle.
 
 This module is imported by ``engine.worker`` and never imports it: the worker is passed in.
 The scheduler's side is ``engine.shuffle_state``; the graph and the task functions that use
@@ -23,16 +25,17 @@ import concurrent.futures
 import itertools
 import threading
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from taskbench.engine import comm as _comm
 
 if TYPE_CHECKING:
     from taskbench.engine.worker import Worker
 
-#: A message to a peer carries at most this many bytes of shards, and this many frames.
+#: A message to a peer carries one input's shards for a run of that peer's outputs, as one
+#: piece of about this many bytes at most (a single output's shard may be more).
 BATCH_BYTES = 32 * 2**20
-BATCH_FRAMES = 4096
 #: Batches a transfer has sent and not yet had acknowledged.
 IN_FLIGHT = 4
 #: Seconds to wait for the scheduler's plan, and for a peer's ack.
@@ -45,25 +48,39 @@ LOCAL = "local"
 class Shards(Protocol):
     """One input partition split by output: what `ShuffleRuntime.deliver` sends."""
 
-    def local(self, j: int) -> Any:
-        """Output ``j``'s shard to keep in this process (None: empty)."""
+    #: A rough size of one row as it travels, to cut batches at ``BATCH_BYTES``.
+    row_bytes: float
 
-    def wire(self, j: int) -> Wire | None:
-        """Output ``j``'s shard as frames to send (None: empty)."""
+    def count(self, j: int) -> int:
+        """The rows of output ``j``."""
+
+    def piece(self, outputs: list[int], wire: bool = False) -> Any:
+        """The rows of ``outputs``, output after output, as one value; ``wire``: to travel."""
 
 
-class Wire:
-    """A shard as it travels and waits: pickle-5 frames, unpickled only by the unpack."""
+class Batch:
+    """One input's shards for several outputs, as one piece: a value kept in this process, or
+    the pickle-5 frames it travelled as, unpickled once, by the first unpack that reads it."""
 
-    __slots__ = ("frames", "nbytes")
+    __slots__ = ("_value", "frames")
 
-    def __init__(self, frames: list) -> None:
+    def __init__(self, value: Any = None, frames: list | None = None) -> None:
+        self._value = value
         self.frames = frames
-        self.nbytes = sum(_nbytes(f) for f in frames)
+
+    def value(self) -> Any:
+        value = self._value
+        if value is None:  # two threads may both unpickle: the same value, twice
+            value = self._value = _comm.loads(self.frames)
+        return value
 
 
-def _nbytes(frame: Any) -> int:
-    return frame.nbytes if isinstance(frame, memoryview) else len(frame)
+class Shard(NamedTuple):
+    """An output's shard from one input: rows ``start:stop`` of a batch's piece."""
+
+    batch: Batch
+    start: int
+    stop: int
 
 
 class Plan:
@@ -139,7 +156,13 @@ class ShuffleRuntime:
     def deliver(
         self, sid: str, plan: Plan, source: int, split: Shards, todo: list[int], delivered: dict
     ) -> set[str]:
-        """Send the shards of ``todo`` to their owners; record what was acked; failed peers."""
+        """Send the shards of ``todo`` to their owners and keep this worker's own; record in
+        ``delivered`` what was acked; return the peers that failed.
+
+        A peer gets one batch per ``BATCH_BYTES`` of its outputs (one piece, pickled once),
+        with at most ``IN_FLIGHT`` batches awaiting their acks. Peers go first: their acks
+        travel while this worker's own piece is cut.
+        """
         inc = plan.inc
         by_owner: dict[str, list[int]] = {}
         for j in todo:
@@ -160,43 +183,45 @@ class ShuffleRuntime:
             with self.lock:
                 self.sent += len(outputs)
 
-        for address, outputs in by_owner.items():  # remote first: the network starts early
-            batch: list[tuple[int, Wire | None]] = []
-            size = nframes = 0
-            for k, j in enumerate(outputs):
+        for address, outputs in by_owner.items():
+            for batch in _batches(outputs, split):
                 if address in failed:
                     break
-                shard = split.wire(j)
-                batch.append((j, shard))
-                if shard is not None:
-                    size += shard.nbytes
-                    nframes += len(shard.frames)
-                last = k == len(outputs) - 1
-                if last or size >= BATCH_BYTES or nframes >= BATCH_FRAMES:
-                    while len(in_flight) >= IN_FLIGHT:
-                        settle()
-                    in_flight.append(
-                        (self._send_shards(address, sid, inc, source, batch), address,
-                         [j for j, _ in batch])
-                    )  # fmt: skip
-                    batch, size, nframes = [], 0, 0
+                while len(in_flight) >= IN_FLIGHT:
+                    settle()
+                counts = [split.count(j) for j in batch]
+                frames = _comm.dumps(split.piece(batch, wire=True)) if any(counts) else []
+                msg = {"op": "shuffle-receive", "id": sid, "inc": inc, "source": source,
+                       "outputs": batch, "counts": counts}  # fmt: skip
+                in_flight.append((self._send(address, msg, frames), address, batch))
         if local:
-            self.put(sid, inc, source, {j: split.local(j) for j in local})
-            for j in local:
-                delivered[j] = self.address
+            counts = [split.count(j) for j in local]
+            batch = Batch(split.piece(local)) if any(counts) else None
+            self.put(sid, inc, source, local, counts, batch)
             with self.lock:
                 self.sent += len(local)
+            for j in local:
+                delivered[j] = self.address
         while in_flight:
             settle()
         return failed
 
-    def put(self, sid: str, inc: int, source: int, shards: dict[int, Any]) -> None:
-        """Shards of input ``source`` for outputs owned here (no pickling)."""
+    def put(
+        self, sid: str, inc: int, source: int, outputs: list, counts: list, batch: Batch | None
+    ) -> bool:
+        """File input ``source``'s shards for ``outputs``: each one's ``counts`` rows of
+        ``batch``, output after output. A shard filed again replaces the old one. False: the
+        incarnation is over, and nothing was filed."""
         with self.lock:
             buf = self._buffer(sid, inc)
-            if buf is not None:
-                for j, shard in shards.items():
-                    buf.shards.setdefault(j, {})[source] = shard
+            if buf is None:
+                return False
+            start = 0
+            for j, count in zip(outputs, counts, strict=True):
+                shard = Shard(batch, start, start + count) if count else None
+                buf.shards.setdefault(j, {})[source] = shard
+                start += count
+        return True
 
     def take(self, sid: str, j: int) -> dict[int, Any]:
         """Remove and return output ``j``'s shards, ``{input: shard}``, from the newest buffer."""
@@ -221,18 +246,7 @@ class ShuffleRuntime:
             if not fut.done():
                 fut.set_exception(e)
 
-    def _send_shards(
-        self, address: str, sid: str, inc: int, source: int, batch: list
-    ) -> concurrent.futures.Future:
-        parts = []
-        frames: list = []
-        for j, shard in batch:
-            if shard is None:
-                parts.append((j, 0))
-            else:
-                parts.append((j, len(shard.frames)))
-                frames.extend(shard.frames)
-        msg = {"op": "shuffle-receive", "id": sid, "inc": inc, "source": source, "parts": parts}
+    def _send(self, address: str, msg: dict, frames: list) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(
             self._request_peer(address, msg, frames), self.worker._loop
         )
@@ -249,18 +263,10 @@ class ShuffleRuntime:
         return reply
 
     def receive(self, msg: dict, frames: list) -> dict:
-        """A peer's ``shuffle-receive``: file its shards; the ack tells it they are held."""
-        sid, inc, source = msg["id"], msg["inc"], msg["source"]
-        with self.lock:
-            buf = self._buffer(sid, inc)
-            if buf is None:
-                return {"op": "shuffle-ack", "stale": True}
-            pos = 0
-            for j, k in msg["parts"]:
-                shard = Wire(list(frames[pos : pos + k])) if k else None
-                buf.shards.setdefault(j, {})[source] = shard
-                pos += k
-        return {"op": "shuffle-ack"}
+        """A peer's ``shuffle-receive``: file its batch; the ack tells it the shards are held."""
+        batch = Batch(frames=list(frames)) if frames else None
+        held = self.put(msg["id"], msg["inc"], msg["source"], msg["outputs"], msg["counts"], batch)
+        return {"op": "shuffle-ack"} if held else {"op": "shuffle-ack", "stale": True}
 
     def scheduler_message(self, msg: dict) -> None:
         op = msg["op"]
@@ -310,6 +316,22 @@ class ShuffleRuntime:
         with self.lock:
             bufs = self.buffers.values() if sid is None else [self.buffers.get(sid)]
             return sum(len(s) for b in bufs if b is not None for s in b.shards.values())
+
+
+def _batches(outputs: list[int], split: Shards) -> Iterator[list[int]]:
+    """``outputs`` cut into runs of about ``BATCH_BYTES`` each (at least one output a run)."""
+    limit = BATCH_BYTES / max(split.row_bytes, 1.0)
+    run: list[int] = []
+    rows = 0
+    for j in outputs:
+        count = split.count(j)
+        if run and rows + count > limit:
+            yield run
+            run, rows = [], 0
+        run.append(j)
+        rows += count
+    if run:
+        yield run
 
 
 _runtime_lock = threading.Lock()

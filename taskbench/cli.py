@@ -41,7 +41,7 @@ COMMANDS = {
         "taskbench.reports.cli",
         "published report of comparison runs (HTML, Markdown, CSV, figures)",
     ),
-    "cluster": ("taskbench.infra.cli", "local and EC2 clusters: up, status, down"),
+    "cluster": ("taskbench.infra.cli", "local and EC2 clusters: up, status, run, down"),
     "plan": ("taskbench.infra.plan", "predict the engine's query times and cost on a cluster spec"),
 }
 

@@ -1070,9 +1070,7 @@ class DataFrame(_Frame):
 
     def _read(self, source: st.ReadSource, columns: list, filters: Any) -> DataFrame:
         """The same parquet read with other columns or filters (same files, same layout)."""
-        from taskbench.engine.dataframe.io import read_parquet
-
-        out = read_parquet(list(source.files), columns=columns, filters=filters)
+        out = source.read(list(source.files), columns=columns, filters=filters)
         if filters == source.filters:
             out._align = self._align  # the same row groups: rows stay aligned with this frame
         return out

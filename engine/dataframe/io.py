@@ -147,7 +147,7 @@ def read_row_group(
 
 def _narrow_read(task: tuple, needed: set) -> tuple:
     """The same row group read, of only the ``needed`` columns (and its filters' columns)."""
-    func, path, row_group, columns, read_columns, filters, offset = task
+    func, path, row_group, columns, _read_columns, filters, offset = task
     if columns is None:
         return task
     keep = [c for c in columns if c in needed] or columns[:1]  # one column still counts rows
@@ -226,7 +226,8 @@ def read_parquet(
         stats.append(PartitionStats(0, {}))
     frame = new_collection(name, {name: Blockwise(layer)}, len(layer), meta, align=name)
     frame._stats = tuple(stats)
-    frame._source = ReadSource(tuple(files), None if columns is None else tuple(columns), filters)
+    frame._source = ReadSource(tuple(files), None if columns is None else tuple(columns), filters,
+                               read_parquet)  # fmt: skip
     return frame
 
 

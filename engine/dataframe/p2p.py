@@ -6,9 +6,11 @@ Graph (O(n + m) tasks for n inputs and m outputs; ``S`` is the output name):
 - one ``p2p-assign`` task: asks the scheduler to give the m outputs owners among the workers
   alive when it runs (so the record, and the unpacks' restrictions, exist before any transfer
   runs); its result is the shuffle's *incarnation*, a number per scheduler record;
-- n ``p2p-transfer`` tasks: split input ``i`` by target once, then deliver each output's shard to
-  that output's owner through the worker's `ShuffleRuntime`, which returns once every shard is
-  acknowledged: a finished transfer means *delivered*;
+- n ``p2p-transfer`` tasks: order input ``i`` by target once (`PartitionSplit`), then deliver
+  the shards through the worker's `ShuffleRuntime`: to each peer, the rows of the outputs it
+  owns as one piece (strings as Arrow), and into this worker's own buffer, the rows of its
+  outputs as another (no pickling, the input's string objects shared). It returns once every
+  shard is acknowledged: a finished transfer means *delivered*;
 - one ``p2p-barrier`` task on all transfers;
 - m unpack tasks ``(S, j)``, each restricted to the owner of ``j``: concatenate the shards for
   ``j`` in input order with `concat_shards` (the same rows, in the same order, as the ``tasks``
@@ -27,14 +29,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from taskbench.engine import comm as _comm
 from taskbench.engine.dataframe.core import new_name
 from taskbench.engine.dataframe.partitioning import (
+    PartitionSplit,
     check_partition_columns,
     concat_shards,
-    split_columns,
+    piece_rows,
 )
-from taskbench.engine.shuffle_runtime import ShuffleRuntime, Wire, worker_runtime
+from taskbench.engine.shuffle_runtime import ShuffleRuntime, worker_runtime
 from taskbench.engine.worker import get_worker
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ def p2p_layers(
     """The ``p2p`` shuffle's layers: assign, n transfers, a barrier, m unpacks ``(name, j)``.
 
     ``options``: ``encode_strings`` (default True) sends object columns of strings as Arrow
-    arrays, as the ``tasks`` shuffle does (see ``split_columns``); the rest is ignored.
+    arrays, as the ``tasks`` shuffle does (see ``PartitionSplit``); the rest is ignored.
     """
     n, m = frame.npartitions, npartitions
     columns = frame._meta.columns
@@ -106,7 +108,7 @@ def p2p_transfer(
         return inc  # this run is no longer wanted here
     m = spec["m"]
     targets = partitioner["func"](df, m, extra, **partitioner["kwargs"])
-    split = _Split(df, targets, m, spec.get("encode_strings", True))
+    split = PartitionSplit(df, targets, m, spec.get("encode_strings", True))
     delivered: dict[int, str] = {}
     deadline = time.monotonic() + RETRY_TIMEOUT
     pause = 0.05
@@ -155,32 +157,7 @@ def p2p_unpack(spec: dict, j: int, barrier: int, meta: Any) -> Any:
         shard = shards.pop(i)
         if shard is None:
             continue
-        parts.append(_comm.loads(shard.frames) if isinstance(shard, Wire) else shard)
+        parts.append(piece_rows(shard.batch.value(), shard.start, shard.stop))
     if not parts:
         return meta.copy()
     return concat_shards(parts, meta.columns)
-
-
-class _Split:
-    """One input partition, sorted by target once (one take per column, as the ``tasks``
-    shuffle does); output ``j``'s shard is ``(index, [column arrays])``, slices of that."""
-
-    def __init__(self, df: Any, targets: Any, m: int, encode_strings: bool) -> None:
-        self.shards = split_columns(df, targets, m, encode_strings=encode_strings)
-
-    def local(self, j: int) -> tuple | None:
-        index, arrays = self.shards[j]
-        if not len(index):
-            return None
-        # copies: a slice would keep the whole sorted column alive in the buffer (an Arrow
-        # array of encoded strings is a take of its own, and immutable: kept as it is)
-        return index.copy(deep=True), [_copy(a) for a in arrays]
-
-    def wire(self, j: int) -> Wire | None:
-        shard = self.shards[j]
-        return Wire(_comm.dumps(shard)) if len(shard[0]) else None
-
-
-def _copy(values: Any) -> Any:
-    copy = getattr(values, "copy", None)
-    return values if copy is None else copy()

@@ -11,10 +11,14 @@ shuffle; ``engine.dataframe.p2p``), which import it; it imports neither.
 - A partition is split once: a stable argsort of its targets, one ``take`` per column, then
   slices (not one boolean mask per target). A shard is ``(index, [column arrays])``, not a
   DataFrame, and `concat_shards` rebuilds pandas' blocks from them: per-frame pandas overhead
-  would otherwise dominate small partitions. `split_by_targets` is the same split into
+  would otherwise dominate small partitions. `split_columns` cuts one shard per target (the
+  ``tasks`` shuffle); `PartitionSplit` cuts one piece per list of targets (the ``p2p``
+  shuffle: a piece per destination worker). `split_by_targets` is the same split into
   DataFrames (the pandas baseline of the overhead ratio). Within an output partition rows keep
   the order of their source partitions, and sources keep their row order, so every row
   arrives exactly once and the result is deterministic.
+- Object columns of strings travel as Arrow arrays, except columns of a few repeated objects,
+  which pickle sends once each (`_encode_strings`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pandas.api.internals import create_dataframe_from_blocks
-from pandas.api.types import infer_dtype
 from pandas.util import hash_array, hash_pandas_object
 from taskbench.engine.dataframe.core import as_column_list
 
@@ -90,18 +93,22 @@ def hash_targets(df: pd.DataFrame, npartitions: int, extra: Any, on: list) -> np
     return (hash_columns(df, on) % np.uint64(npartitions)).astype(np.intp)
 
 
+def _target_order(targets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a stable argsort of ``targets``, the end of each target's run in it)."""
+    small = targets.astype(np.int16 if n <= np.iinfo(np.int16).max else np.int32)
+    order = np.argsort(small, kind="stable")  # a radix sort on int16
+    return order, np.cumsum(np.bincount(targets, minlength=n))
+
+
 def split_by_targets(df: pd.DataFrame, targets: np.ndarray, n: int) -> list[pd.DataFrame]:
     """``n`` frames; frame j holds the rows whose target is j, in their original order."""
     if n == 1:
         return [df]
-    small = targets.astype(np.int16 if n <= np.iinfo(np.int16).max else np.int32)
-    order = np.argsort(small, kind="stable")  # radix sort on int16
-    counts = np.bincount(targets, minlength=n)
-    ends = np.cumsum(counts).tolist()
+    order, ends = _target_order(targets, n)
     taken = df.take(order)
     out = []
     start = 0
-    for end in ends:
+    for end in ends.tolist():
         out.append(taken.iloc[start:end])
         start = end
     return out
@@ -159,21 +166,37 @@ def check_partition_columns(df: pd.DataFrame, columns: pd.Index) -> None:
         )
 
 
+#: Values of an object column sampled to tell a column of a few repeated objects.
+_SAMPLE = 256
+
+
+def _distinct_objects(values: Any) -> bool:
+    """An object array of mostly distinct objects (in a sample): not a few repeated ones."""
+    if not (isinstance(values, np.ndarray) and values.dtype == object):
+        return False
+    sample = values[:: max(1, len(values) // _SAMPLE)][:_SAMPLE]
+    return len(sample) < 16 or len({id(v) for v in sample}) * 8 > len(sample)
+
+
+def _to_arrow(values: np.ndarray) -> Any:
+    """An object array of str (and None) as an Arrow string array; None if it holds more."""
+    try:
+        arrow = pa.array(values)  # all str: string; any bytes: binary; anything else raises
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    return arrow if arrow.type == pa.string() else None
+
+
 def _encode_strings(values: Any) -> Any:
     """An object array of str (and None) as an Arrow string array, else None.
 
     Pickling Python strings one by one costs ~0.3 s per million; Arrow converts both ways in
-    ~0.1 s and travels as plain buffers. NaN, bytes and other objects are left as they are,
-    so the round trip is exact.
+    ~0.1 s and travels as plain buffers. Two kinds of column stay with pickle: one of a few
+    repeated objects (flags, codes), where pickle's memo sends each object once and the
+    receiver shares them, several times cheaper than Arrow both ways; and one holding NaN,
+    bytes or other objects, so the round trip is exact.
     """
-    if not (isinstance(values, np.ndarray) and values.dtype == object):
-        return None
-    if infer_dtype(values, skipna=True) != "string":
-        return None
-    try:
-        return pa.array(values, type=pa.string())
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
+    return _to_arrow(values) if _distinct_objects(values) else None
 
 
 def split_columns(
@@ -189,14 +212,12 @@ def split_columns(
     encoded = [_encode_strings(a) if encode_strings else None for a in arrays]
     if n == 1:
         return [(df.index, [a if e is None else e for a, e in zip(arrays, encoded, strict=True)])]
-    small = targets.astype(np.int16 if n <= np.iinfo(np.int16).max else np.int32)
-    order = np.argsort(small, kind="stable")
-    ends = np.cumsum(np.bincount(targets, minlength=n)).tolist()
+    order, ends = _target_order(targets, n)
     index = df.index.take(order)
     taken = [a.take(order) if e is None else None for a, e in zip(arrays, encoded, strict=True)]
     shards = []
     start = 0
-    for end in ends:
+    for end in ends.tolist():
         rows = pa.array(order[start:end]) if any(e is not None for e in encoded) else None
         columns = [
             a[start:end] if e is None else e.take(rows) for a, e in zip(taken, encoded, strict=True)
@@ -204,6 +225,73 @@ def split_columns(
         shards.append((index[start:end], columns))
         start = end
     return shards
+
+
+def piece_rows(piece: tuple, start: int, stop: int) -> tuple[pd.Index, list]:
+    """Rows ``start:stop`` of a `PartitionSplit` piece: ``(index, [column arrays])`` (views)."""
+    index, arrays = piece
+    return index[start:stop], [values[start:stop] for values in arrays]
+
+
+class PartitionSplit:
+    """One partition ordered by target once; the rows of any list of targets as one piece.
+
+    A piece is ``(index, [column arrays])``: the rows of its targets, target after target, each
+    in row order (`piece_rows` reads a run of them), cut with one take per column, not one per
+    target. A piece cut to travel (``wire``) carries object columns of strings as Arrow arrays
+    when ``encode_strings`` (see `_encode_strings`), converted for its own rows only, in row
+    order before the take (twice as fast as after it at 300k rows); a piece that stays shares
+    the input's string objects. Pieces are copies, even of a partition that stays held: one
+    gather of all of a piece's rows uses every cache line it reads, where a take per target at
+    the unpack would read each line again for every target (twice the unpack's time at 10M).
+    """
+
+    def __init__(
+        self, df: pd.DataFrame, targets: np.ndarray, n: int, encode_strings: bool = True
+    ) -> None:
+        self.index = df.index
+        self.arrays = _column_arrays(df)
+        self.order, self.ends = _target_order(targets, n)
+        self.encode_strings = encode_strings
+        # a rough size of a row as it travels: 64 bytes for a Python object
+        self.row_bytes = sum(
+            (64 if a.dtype == object else a.itemsize)
+            if isinstance(a, np.ndarray)
+            else a.nbytes / max(len(a), 1)
+            for a in self.arrays
+        )
+
+    def count(self, j: int) -> int:
+        """The rows of target ``j``."""
+        return int(self.ends[j]) - (int(self.ends[j - 1]) if j else 0)
+
+    def rows(self, targets: list[int]) -> np.ndarray:
+        """The positions of the rows of ``targets``, target after target."""
+        runs = [self.order[int(self.ends[j]) - self.count(j) : int(self.ends[j])] for j in targets]
+        return np.concatenate(runs) if len(runs) > 1 else runs[0] if runs else self.order[:0]
+
+    def piece(self, targets: list[int], wire: bool = False) -> tuple[pd.Index, list]:
+        """The rows of ``targets``, target after target; ``wire``: cut to travel."""
+        rows = self.rows(targets)
+        encode = wire and self.encode_strings
+        columns = []
+        positions = None
+        for values in self.arrays:
+            arrow = None
+            if encode and _distinct_objects(values):
+                if positions is None:
+                    subset, positions = self._subset(rows)
+                arrow = _to_arrow(values if subset is None else values[subset])
+            columns.append(values.take(rows) if arrow is None else arrow.take(positions))
+        return self.index.take(rows), columns
+
+    def _subset(self, rows: np.ndarray) -> tuple[np.ndarray | None, pa.Array]:
+        """(a mask of ``rows`` in row order, or None for all; where each row is within it)."""
+        if len(rows) == len(self.order):
+            return None, pa.array(rows)
+        mask = np.zeros(len(self.order), dtype=bool)
+        mask[rows] = True
+        return mask, pa.array((np.cumsum(mask) - 1)[rows])
 
 
 def _decode_strings(parts: list) -> list:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -146,6 +146,7 @@ class ReadSource:
     files: tuple
     columns: tuple | None
     filters: Any
+    read: Any = field(default=None, compare=False)  #: ``read_parquet``, to read it again
 
     def same_rows(self, other: Any) -> bool:
         """Same files and filters: the same partitions, row for row."""

@@ -21,7 +21,7 @@ import taskbench.engine.dataframe as edf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
-from taskbench.engine import comm
+from taskbench.engine import comm, shuffle_runtime
 from taskbench.engine.client import Client
 from taskbench.engine.cluster import InProcessCluster, LocalCluster
 from taskbench.engine.dataframe.p2p import p2p_layers
@@ -33,7 +33,7 @@ from taskbench.engine.dataframe.shuffle import (
     tasks_layers,
 )
 from taskbench.engine.local import get_sync
-from taskbench.engine.shuffle_runtime import ShuffleRuntime
+from taskbench.engine.shuffle_runtime import Batch, ShuffleRuntime
 from taskbench.engine.shuffle_state import SHUFFLE_CLIENT
 from taskbench.engine.state import SchedulerState
 
@@ -496,18 +496,24 @@ def test_model_every_unpack_finds_all_its_shards(seed, n, m, n_workers, stealing
 
 def test_runtime_buffer_replaces_repeats_and_ignores_stale_incarnations():
     rt = ShuffleRuntime(None)
-    a = (pd.RangeIndex(2), [np.array([1, 2])])
-    wire = comm.dumps((pd.Index([7]), [np.array([3])]))
-    msg = {"id": "s", "inc": 2, "source": 1, "parts": [(0, len(wire)), (1, 0)]}
+    mine = (pd.RangeIndex(2), [np.array([1, 2])])
+    piece = (pd.Index([7, 8]), [np.array([3, 4])])
+    wire = comm.dumps(piece)
+    # one batch from input 1: output 0 gets its first row, output 1 none, output 2 the second
+    msg = {"id": "s", "inc": 2, "source": 1, "outputs": [0, 1, 2], "counts": [1, 0, 1]}
     assert rt.receive(msg, wire) == {"op": "shuffle-ack"}
-    assert rt.receive(msg, wire) == {"op": "shuffle-ack"}  # the same shard again: replaced
-    rt.put("s", 2, 0, {0: a})
-    assert rt.held("s") == 3  # (0, from 0), (0, from 1), (1, from 1: empty)
-    old = {"id": "s", "inc": 1, "source": 5, "parts": [(0, 0)]}
+    assert rt.receive(msg, wire) == {"op": "shuffle-ack"}  # the same batch again: replaced
+    assert rt.put("s", 2, 0, [0], [2], Batch(mine))
+    assert rt.held("s") == 4  # (0, from 0), (0, from 1), (1, from 1: empty), (2, from 1)
+    old = {"id": "s", "inc": 1, "source": 5, "outputs": [0], "counts": [0]}
     assert rt.receive(old, [])["stale"]
     shards = rt.take("s", 0)
-    assert sorted(shards) == [0, 1] and shards[0] is a
-    assert comm.loads(shards[1].frames)[1][0].tolist() == [3]
+    assert sorted(shards) == [0, 1] and shards[0].batch.value() is mine
+    index, arrays = shards[1].batch.value()
+    assert index.tolist() == [7, 8]
+    assert (shards[1].start, shards[1].stop) == (0, 1) and arrays[0].tolist() == [3, 4]
+    assert rt.take("s", 1) == {1: None}
+    assert rt.take("s", 2)[1][1:] == (1, 2)
     rt.drop("s", 2)
     assert rt.held() == 0
     assert rt.receive(msg, wire)["stale"]  # late shards of a dropped shuffle are refused
@@ -560,6 +566,31 @@ def test_inproc_p2p_keeps_every_row_once(inproc, case, n_out):
     pdf, n_in = case
     got, tasks = both_shuffles(client, pdf, n_in, ["k"], n_out)
     check_partitions(pdf, got, ["k"], n_out, tasks)
+
+
+@SETTINGS
+@given(case=frames(), n_out=st.integers(1, 12))
+def test_inproc_p2p_with_a_batch_per_output(inproc, monkeypatch, case, n_out):
+    """Batches cut at every output: each peer gets many messages from one transfer."""
+    monkeypatch.setattr(shuffle_runtime, "BATCH_BYTES", 1)
+    _cluster, client = inproc
+    pdf, n_in = case
+    got, tasks = both_shuffles(client, pdf, n_in, ["k"], n_out)
+    check_partitions(pdf, got, ["k"], n_out, tasks)
+
+
+@SETTINGS
+@given(
+    n=st.integers(0, 60), n_in=st.integers(1, 6), n_out=st.integers(1, 8),
+    key=st.sampled_from([7, "x", None, np.nan]),
+)  # fmt: skip
+def test_inproc_p2p_sends_every_row_to_one_output_when_keys_are_equal(inproc, n, n_in, n_out, key):
+    """One key (or only nulls): one output holds every row, every other one is empty."""
+    _cluster, client = inproc
+    pdf = make_frame(n, 3, "int", 0.2).assign(k=pd.Series([key] * n, dtype=object))
+    got, tasks = both_shuffles(client, pdf, n_in, ["k"], n_out)
+    check_partitions(pdf, got, ["k"], n_out, tasks)
+    assert sorted(map(len, got))[:-1] == [0] * (n_out - 1)
 
 
 def test_synchronous_executor_runs_p2p_in_process():

@@ -9,10 +9,13 @@ import taskbench.engine.dataframe as edf
 from hypothesis import given
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
+from taskbench.engine import comm
+from taskbench.engine.dataframe.partitioning import PartitionSplit, concat_shards, piece_rows
 from taskbench.engine.dataframe.shuffle import (
     SHUFFLE_METHODS,
     _stages,
     hash_columns,
+    hash_targets,
     partition_by_hash,
     register_shuffle_method,
     split_by_targets,
@@ -183,21 +186,56 @@ def test_default_method_from_environment(monkeypatch):
         df.shuffle("k")
 
 
-def test_object_columns_round_trip_exactly(client):
-    n = 200
-    pdf = pd.DataFrame(
+def object_columns(n: int) -> pd.DataFrame:
+    """Object columns of every kind the shuffles send differently: Arrow, pickle, mixtures."""
+    flags = np.array(["N", "Y", None], dtype=object)
+    strbytes = [f"c{i}".encode() if i % 9 else f"c{i}" for i in range(n)]
+    return pd.DataFrame(
         {
             "k": np.arange(n) % 7,
             "s": np.array([f"s{i}" if i % 5 else None for i in range(n)], dtype=object),
             "nan": np.array([f"t{i}" if i % 5 else np.nan for i in range(n)], dtype=object),
             "raw": np.array([f"b{i}".encode() for i in range(n)], dtype=object),
+            "strbytes": np.array(strbytes, dtype=object),
             "mixed": np.array([i if i % 2 else str(i) for i in range(n)], dtype=object),
+            "flag": flags[np.arange(n) % 3],  # three objects, repeated
             "text": pd.Series([f"é{i}" if i % 3 else None for i in range(n)], dtype="str"),
         }
     )
-    for max_branch, encode in ((2, True), (32, True), (32, False), (2, False)):
-        out = edf.from_pandas(pdf, 5).shuffle("k", 6, max_branch=max_branch, encode_strings=encode)
-        out = out.compute(client).sort_index()
-        assert_frame_equal(out, pdf)
-        for col in ("s", "nan", "raw", "mixed"):
-            assert [type(v) for v in out[col]] == [type(v) for v in pdf[col]], col
+
+
+@pytest.mark.parametrize(
+    "method,options",
+    [("tasks", {"max_branch": 2}), ("tasks", {"max_branch": 32}), ("p2p", {})],
+)
+@pytest.mark.parametrize("encode", [True, False])
+def test_object_columns_round_trip_exactly(client, method, options, encode):
+    pdf = object_columns(200)
+    out = edf.from_pandas(pdf, 5).shuffle("k", 6, method=method, encode_strings=encode, **options)
+    out = out.compute(client).sort_index()
+    assert_frame_equal(out, pdf)
+    for col in ("s", "nan", "raw", "strbytes", "mixed", "flag"):
+        assert [type(v) for v in out[col]] == [type(v) for v in pdf[col]], col
+
+
+@SETTINGS
+@given(case=frames(), n=st.integers(1, 9), data=st.data())
+def test_partition_split_pieces_are_the_rows_of_their_targets(case, n, data):
+    pdf, _ = case
+    objects = object_columns(len(pdf)).drop(columns="k").add_prefix("o_")
+    pdf = pd.concat([pdf, objects.set_axis(pdf.index)], axis=1)
+    targets = hash_targets(pdf, n, None, ["k"])
+    want = split_by_targets(pdf, targets, n)
+    split = PartitionSplit(pdf, targets, n)
+    chosen = data.draw(st.lists(st.integers(0, n - 1), unique=True), label="targets")
+    wire = data.draw(st.booleans(), label="wire")
+    piece = split.piece(chosen, wire=wire)
+    if wire:  # as it travels
+        piece = comm.loads(comm.dumps(piece))
+    start = 0
+    for j in chosen:
+        assert split.count(j) == len(want[j])
+        rows = piece_rows(piece, start, start + split.count(j))
+        assert_frame_equal(concat_shards([rows], pdf.columns), want[j], check_index_type=False)
+        start += split.count(j)
+    assert start == len(piece[0])
