@@ -106,8 +106,74 @@ def call_method(obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     return getattr(obj, method)(*args, **kwargs)
 
 
+#: clock fields of ``.dt`` as (seconds per step, steps per cycle, step of 1970-01-01)
+_CLOCK_FIELDS = {
+    "second": (1, 60, 0),
+    "minute": (60, 60, 0),
+    "hour": (3600, 24, 0),
+    "day_of_week": (86400, 7, 3),  # a Thursday
+}
+
+
+_CALENDAR_FIELDS = ("year", "month", "day")
+_CALENDAR_DAYS = 1 << 16  #: the widest span of days a calendar field is looked up over
+
+
 def accessor_attribute(obj: Any, accessor: str, attr: str) -> Any:
+    if accessor == "dt" and isinstance(obj.dtype, np.dtype):
+        if attr in _CLOCK_FIELDS:
+            return clock_field(obj, attr)
+        if attr in _CALENDAR_FIELDS:
+            looked_up = calendar_field(obj, attr)
+            if looked_up is not None:
+                return looked_up
     return getattr(getattr(obj, accessor), attr)
+
+
+def clock_field(times: pd.Series, attr: str) -> pd.Series:
+    """``times.dt.<attr>`` for a time-zone-naive datetime64 series, in integer arithmetic."""
+    seconds, cycle, epoch = _CLOCK_FIELDS[attr]
+    unit, _ = np.datetime_data(times.dtype)
+    ticks = np.timedelta64(seconds, "s") // np.timedelta64(1, unit)
+    raw = times.to_numpy().view(np.int64)
+    field = ((raw // ticks + epoch) % cycle).astype(np.int32)
+    return _field_series(times, field)
+
+
+def calendar_field(times: pd.Series, attr: str) -> pd.Series | None:
+    """``times.dt.<attr>`` for a time-zone-naive datetime64 series, looked up per day: the
+    field of each day from the first time's to the last's, one value if they all agree (a
+    partition of one month), else taken by each time's day. None when the times span more
+    than `_CALENDAR_DAYS` days or are all NaT."""
+    unit, _ = np.datetime_data(times.dtype)
+    day = np.timedelta64(1, "D") // np.timedelta64(1, unit)
+    values = times.to_numpy()
+    raw = values.view(np.int64)
+    missing = np.isnat(values)
+    known = raw[~missing] if missing.any() else raw
+    if len(known) == 0:
+        return None
+    first, last = int(known.min()) // day, int(known.max()) // day
+    if last - first >= _CALENDAR_DAYS:
+        return None
+    days = pd.DatetimeIndex(np.arange(first, last + 1).astype("M8[D]"))
+    table = getattr(days, attr).to_numpy().astype(np.int32)
+    if (table == table[0]).all():
+        field = np.full(len(raw), table[0], dtype=np.int32)
+    else:
+        offsets = raw // day - first
+        if missing.any():
+            offsets[missing] = 0
+        field = table[offsets]
+    return _field_series(times, field)
+
+
+def _field_series(times: pd.Series, field: np.ndarray) -> pd.Series:
+    """An int32 field of ``times`` as pandas gives it: float64 with NaN where a time is NaT."""
+    missing = np.isnat(times.to_numpy())
+    if missing.any():
+        field = np.where(missing, np.nan, field)
+    return pd.Series(field, index=times.index, name=times.name, copy=False)
 
 
 def accessor_method(obj: Any, accessor: str, attr: str, *args: Any, **kwargs: Any) -> Any:
@@ -386,14 +452,29 @@ def tree_reduce(
     meta: Any,
     op: str,
     split_every: int | None = None,
+    broadcast: Sequence[_Frame] = (),
 ) -> Any:
-    """``aggregate(combine(... chunk(partition) ...))`` as a tree, ``split_every`` wide."""
+    """``aggregate(combine(... chunk(partition) ...))`` as a tree, ``split_every`` wide.
+
+    With ``broadcast`` frames, a chunk reads the list ``[partition, *each frame whole]``.
+    """
     split_every = check_split_every(split_every)
     name = new_name(op)
     chunk_name = new_name(f"{op}-chunk")
-    layers, futures = _merge_graphs([frame])
+    layers, futures = _merge_graphs([frame, *broadcast])
+    wholes = []
+    for small in broadcast:
+        if small.npartitions == 1:
+            wholes.append((small._name, 0))
+            continue
+        whole = new_name(f"{op}-broadcast")
+        layers[whole] = {(whole, 0): (concat, small._output_keys())}
+        wholes.append((whole, 0))
     layers[chunk_name] = Blockwise({
-        (chunk_name, i): (apply_kwargs, chunk, (frame._name, i), chunk_kwargs)
+        (chunk_name, i): (
+            apply_kwargs, chunk, [(frame._name, i), *wholes] if wholes else (frame._name, i),
+            chunk_kwargs,
+        )
         for i in range(frame.npartitions)
     })  # fmt: skip
     keys = [(chunk_name, i) for i in range(frame.npartitions)]
@@ -713,6 +794,7 @@ class _Frame(_Collection):
         self._source: st.ReadSource | None = None  #: set on a parquet read, untouched
         self._column: tuple | None = None  #: a Series: (name, per-partition stats, source)
         self._predicate: st.Predicate | None = None  #: a bool Series the statistics decide
+        self._join: Any = None  #: a broadcast join's `join.BroadcastJoin`, for a groupby
 
     # -- plumbing
 

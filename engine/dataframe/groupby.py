@@ -6,12 +6,19 @@ columns the spec needs); partials are concatenated and re-grouped by their index
 statistics (``mean = sum / count``) and sorts the groups when ``sort=True``, as pandas does.
 Null keys are dropped unless ``dropna=False``, in which case they form one group (listed
 last). The result is one partition, laid out as pandas lays out ``agg`` with the same spec.
+
+A sorted groupby whose partials are sizes, counts and exact sums takes the dense path: each
+key becomes codes ``0..width-1`` (a small-integer key its offset from its minimum, with no
+hashing; any other key ``pd.factorize``'s codes), a row's group is its keys' codes in mixed
+radix, and the partials are ``np.bincount`` over it. Keys of too many combinations, and
+other partials, go through pandas.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from taskbench.engine.dataframe.core import (
     DataFrame,
@@ -23,7 +30,7 @@ from taskbench.engine.dataframe.core import (
     partitionwise,
     tree_reduce,
 )
-from taskbench.engine.dataframe.optimize import COLUMN_RULES
+from taskbench.engine.dataframe.optimize import ALL, COLUMN_RULES
 
 SUPPORTED = ("sum", "mean", "count", "size", "min", "max")
 _PARTIALS = {
@@ -38,7 +45,153 @@ _PARTIALS = {
 _COMBINE = {"sum": "sum", "count": "sum", "size": "sum", "min": "min", "max": "max"}
 
 
-def groupby_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> pd.DataFrame:
+#: the dense path's bound on distinct key combinations, beyond a partition's row count
+DENSE_SLOTS = 1 << 16
+_EXACT_IN_FLOAT = 2.0**53
+
+
+class _DenseKey:
+    """One key column as codes ``0..span-1``, nulls (if any) in slot ``span``: an offset from
+    ``lo``, or an index into ``uniques``."""
+
+    def __init__(
+        self, column: pd.Series, codes: np.ndarray, null: Any, span: int, lo: Any = 0,
+        uniques: Any = None,
+    ) -> None:  # fmt: skip
+        self.column = column
+        self.null = null if null is not None and null.any() else None
+        self.lo = lo
+        self.uniques = uniques
+        self.width = span + (self.null is not None)
+        if self.null is not None:
+            codes[self.null] = span
+        self.codes = codes
+
+    def labels(self, codes: np.ndarray) -> Any:
+        """The key values of groups ``codes``, in the column's own dtype."""
+        dtype = self.column.dtype
+        is_null = codes == self.width - 1 if self.null is not None else None
+        if self.uniques is not None:
+            at = codes if is_null is None else np.where(is_null, -1, codes)
+            return pd.api.extensions.take(self.uniques, at, allow_fill=True)
+        values = codes + self.lo
+        if is_null is None:
+            return pd.array(values, dtype=dtype)
+        if isinstance(dtype, np.dtype):  # float: nulls are NaN
+            return np.where(is_null, np.nan, values)
+        labels = pd.array(np.where(is_null, 0, values), dtype=dtype)
+        labels[is_null] = pd.NA
+        return labels
+
+
+def _dense_key(column: pd.Series, limit: int) -> _DenseKey:
+    """``column`` as codes: offsets for a few small integers, else factorized."""
+    return _offset_key(column, limit) or _factorized_key(column)
+
+
+def _factorized_key(column: pd.Series) -> _DenseKey:
+    codes, uniques = pd.factorize(column.array, use_na_sentinel=True)
+    null = codes < 0
+    return _DenseKey(column, codes.astype(np.int64, copy=False), null, len(uniques),
+                     uniques=uniques)  # fmt: skip
+
+
+def _offset_key(column: pd.Series, limit: int) -> _DenseKey | None:
+    """``column`` as offsets from its minimum, or None when it is not a few small integers."""
+    dtype = column.dtype
+    extension = isinstance(dtype, pd.api.extensions.ExtensionDtype)
+    if len(column) == 0 or dtype.kind not in ("iuf" if extension else "biuf"):
+        return None
+    if (extension and dtype.kind == "f") or (dtype.kind == "u" and dtype.itemsize == 8):
+        return None
+    if dtype.kind == "f":
+        raw = column.to_numpy()
+        null = np.isnan(raw)
+        lo, hi = np.fmin.reduce(raw), np.fmax.reduce(raw)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo >= limit:
+            return None
+        shifted = raw - lo
+        with np.errstate(invalid="ignore"):  # NaN has no integer; nulls go to their slot
+            offsets = shifted.astype(np.int64)
+        if not ((offsets == shifted) | null).all():
+            return None  # not integral
+        return _DenseKey(column, offsets, null, int(hi - lo) + 1, lo)
+    null = column.isna().to_numpy() if extension else None
+    raw = column.to_numpy(dtype=np.int64, na_value=0) if extension else column.to_numpy()
+    some = raw[~null] if null is not None and null.any() else raw
+    if len(some) == 0:
+        return None
+    lo, hi = int(some.min()), int(some.max())
+    if hi - lo >= limit:
+        return None
+    return _DenseKey(column, raw.astype(np.int64) - lo, null, hi - lo + 1, lo)
+
+
+def _dense_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> Any:
+    """The partials by dense keys, or None where the dense path does not apply."""
+    if any(stat not in ("size", "count", "sum") for _, _, stat in partials):
+        return None
+    limit = max(DENSE_SLOTS, 2 * len(df))
+    keys = []
+    slots = 1
+    if len(df) == 0 or any(isinstance(df[name].dtype, pd.CategoricalDtype) for name in by):
+        return None
+    for name in by:
+        key = _dense_key(df[name], limit)
+        keys.append(key)
+        slots *= key.width
+        if slots > limit:
+            return None
+    codes = keys[0].codes
+    for key in keys[1:]:
+        codes = codes * key.width + key.codes
+    if dropna and any(key.null is not None for key in keys):
+        dropped = np.logical_or.reduce([key.null for key in keys if key.null is not None])
+        codes = np.where(dropped, slots, codes)
+    sizes = np.bincount(codes, minlength=slots)[:slots]
+    present = np.flatnonzero(sizes)
+    columns = {}
+    for p, col, stat in partials:
+        if stat == "size":
+            columns[p] = sizes[present]
+            continue
+        values = df[col]
+        notnull = values.notna().to_numpy()
+        if stat == "count":
+            counts = sizes if notnull.all() else np.bincount(codes, notnull, slots)[:slots]
+            columns[p] = counts[present].astype(np.int64)
+            continue
+        if values.dtype != np.float64 and (
+            values.dtype.kind not in "biu"
+            or isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
+        ):
+            return None
+        raw = values.to_numpy()
+        if values.dtype.kind != "f" and np.abs(raw).max() * len(raw) >= _EXACT_IN_FLOAT:
+            return None  # the float sum would not be exact
+        weights = np.where(notnull, raw, 0) if not notnull.all() else raw
+        sums = np.bincount(codes, weights, slots)[:slots][present]
+        columns[p] = sums if values.dtype.kind == "f" else sums.astype(np.int64)
+    labels = []
+    rest = present
+    for key in reversed(keys):
+        rest, offsets = np.divmod(rest, key.width)
+        labels.append(key.labels(offsets))
+    labels.reverse()
+    if len(by) == 1:
+        index = pd.Index(labels[0], name=by[0])
+    else:
+        index = pd.MultiIndex.from_arrays(labels, names=by)
+    return pd.DataFrame(columns, index=index)
+
+
+def groupby_chunk(
+    df: pd.DataFrame, by: list, dropna: bool, partials: list, sort: bool = False
+) -> pd.DataFrame:
+    if sort:  # the dense path lists groups in key order, which a sorted groupby restores
+        dense = _dense_chunk(df, by, dropna, partials)
+        if dense is not None:
+            return dense
     g = df.groupby(by, dropna=dropna, sort=False, observed=True)
     named = {p: (col, stat) for p, col, stat in partials if stat != "size"}
     sizes = [p for p, _, stat in partials if stat == "size"]
@@ -55,6 +208,57 @@ def groupby_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> p
 COLUMN_RULES[groupby_chunk] = lambda args, kwargs, want: [
     (args[0], {*kwargs["by"], *(col for _, col, _ in kwargs["partials"] if col is not None)})
 ]
+
+
+def join_groupby_chunk(
+    parts: list, joins: list, keys: list, dropna: bool, partials: list, how: dict
+) -> pd.DataFrame:
+    """A groupby chunk of ``parts[0]`` merged in turn with the tables ``parts[1:]`` (merge
+    kwargs ``joins``), aggregated below the joins: by ``keys[0]`` (the partition's own keys and
+    the join keys), then each merge joins the partials, regrouped by ``keys[j + 1]``. Sizes,
+    counts, sums, minima and maxima combine over a join's matches as over its rows."""
+    out = groupby_chunk(parts[0], keys[0], False, partials, sort=True)
+    for j, (table, merge_kwargs) in enumerate(zip(parts[1:], joins, strict=True)):
+        merged = pd.merge(out.reset_index(), table, **merge_kwargs)
+        last = j == len(joins) - 1  # only the groupby's own keys drop nulls
+        out = merged.groupby(keys[j + 1], dropna=dropna and last, sort=False).agg(how)
+    return out
+
+
+COLUMN_RULES[join_groupby_chunk] = lambda args, kwargs, want: [
+    (args[0][0], {*kwargs["keys"][0], *(col for _, col, _ in kwargs["partials"] if col)}),
+    *((table, ALL) for table in args[0][1:]),
+]
+
+
+def _below_joins(frame: DataFrame, by: list, plan: list) -> tuple[DataFrame, list, list, list]:
+    """Where a groupby can aggregate below broadcast joins: (the frame under them, the joins'
+    merge kwargs and tables innermost first, the keys at each level from the bottom up).
+
+    A join qualifies when it joins ``on`` the same columns, its table adds columns the left
+    side lacks, and the groupby's values are the left side's.
+    """
+    values = {col for _, col, _ in plan if col is not None}
+    names = {p for p, _, _ in plan}
+    joins, tables, levels = [], [], [list(by)]
+    while (join := frame._join) is not None:
+        on = join.kwargs["left_on"]
+        left = set(join.left._meta.columns)
+        right = set(join.right._meta.columns) - set(on)
+        keys = levels[-1]
+        if (
+            join.kwargs["right_on"] != on
+            or left & right
+            or (right | set(keys)) & names
+            or not values <= left
+            or not set(keys) <= left | right
+        ):
+            break
+        joins.append(join.kwargs)
+        tables.append(join.right)
+        levels.append(list(dict.fromkeys([*(k for k in keys if k in left), *on])))
+        frame = join.left
+    return frame, joins[::-1], tables[::-1], levels[::-1]
 
 
 def _regroup(parts: list, nlevels: int, how: dict, sort: bool) -> pd.DataFrame:
@@ -165,13 +369,25 @@ class GroupBy:
                 dtypes = {c: str(t) for c, t in meta_frame.dtypes.items()}
                 raise TypeError(f"agg {spec!r} on columns {dtypes}: {e}") from e
         nlevels = len(self.by)
+        frame, joins, tables, levels = _below_joins(self.frame, self.by, plan)
+        if joins and self.sort:  # a sorted groupby: the order groups appear in is not kept
+            chunk, chunk_kwargs = join_groupby_chunk, {
+                "joins": joins, "keys": levels, "dropna": self.dropna, "partials": plan,
+                "how": how,
+            }  # fmt: skip
+        else:
+            frame, tables = self.frame, []
+            chunk, chunk_kwargs = groupby_chunk, {
+                "by": self.by, "dropna": self.dropna, "partials": plan, "sort": self.sort,
+            }  # fmt: skip
         result = tree_reduce(
-            self.frame,
-            groupby_chunk, {"by": self.by, "dropna": self.dropna, "partials": plan},
+            frame,
+            chunk,
+            chunk_kwargs,
             groupby_combine, {"nlevels": nlevels, "how": how},
             groupby_aggregate,
             {"nlevels": nlevels, "how": how, "outputs": outputs, "sort": self.sort, "flat": flat},
-            meta=meta, op="groupby-agg", split_every=split_every,
+            meta=meta, op="groupby-agg", split_every=split_every, broadcast=tables,
         )  # fmt: skip
         return result
 

@@ -12,6 +12,7 @@ own RangeIndex (pandas gives one RangeIndex over the whole result).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,16 @@ from taskbench.engine.dataframe.shuffle import hash_targets, rearrange
 
 BROADCAST_PARTITIONS = 4
 HOWS = ("inner", "left")
+
+
+@dataclass(frozen=True)
+class BroadcastJoin:
+    """How a broadcast join's partitions are made: each of ``left``'s, merged with the whole of
+    ``right`` by ``kwargs``; kept on the result so that a groupby can aggregate below it."""
+
+    left: DataFrame
+    right: DataFrame
+    kwargs: dict
 
 
 def merge_partitions(left: pd.DataFrame, right: pd.DataFrame, kwargs: dict) -> pd.DataFrame:
@@ -140,7 +151,10 @@ def merge(
                 for i in range(big.npartitions)
             }
         layers[name] = Blockwise(tasks)  # partition i of the big side, and the whole small one
-        return new_collection(name, layers, big.npartitions, meta, futures=futures, align=name)
+        joined = new_collection(name, layers, big.npartitions, meta, futures=futures, align=name)
+        if side == "right":
+            joined._join = BroadcastJoin(left, right, kwargs)
+        return joined
 
     n = (
         max(left.npartitions, right.npartitions)

@@ -78,3 +78,12 @@ def frames(draw: Any, key_kinds: tuple[str, ...] = KEY_KINDS, max_rows: int = 80
     null_share = draw(st.sampled_from([0.0, 0.2, 0.6]))
     nparts = draw(st.integers(1, 9))
     return make_frame(n, seed, key_kind, null_share), nparts
+
+
+def lookup(keys: pd.Series, seed: int, name: str = "k") -> pd.DataFrame:
+    """A right side for ``keys``: every other distinct key (nulls too), two of them twice."""
+    distinct = keys.drop_duplicates()
+    k = pd.concat([distinct.iloc[::2], distinct.iloc[:2]], ignore_index=True)
+    rng = np.random.default_rng(seed)
+    labels = pd.Series([f"z{i}" for i in range(len(k))], dtype="str")
+    return pd.DataFrame({name: k, f"{name}_name": labels, f"{name}_w": rng.random(len(k))})

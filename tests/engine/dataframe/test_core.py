@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import taskbench.engine.dataframe as edf
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
+from taskbench.engine.dataframe.core import calendar_field, clock_field
 
 from tests.engine.dataframe.helpers import SETTINGS, SyncClient, frames, make_frame
 
@@ -53,6 +55,36 @@ def test_datetime_accessors(client, case):
         want = getattr(pdf.t.dt, "day_of_week" if attr == "dayofweek" else attr)
         assert_series_equal(getattr(t.dt, attr).compute(client), want)
     assert_series_equal(t.dt.floor("D").compute(client), pdf.t.dt.floor("D"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    unit=st.sampled_from(["s", "ms", "us", "ns"]),
+    days=st.lists(st.integers(-40_000, 40_000), min_size=1, max_size=40),
+    seconds=st.integers(0, 86_399),
+    spread_days=st.sampled_from([0, 1, 31, 400, 100_000]),
+    nat_share=st.sampled_from([0.0, 0.3, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_fast_datetime_fields_match_pandas(unit, days, seconds, spread_days, nat_share, seed):
+    """Clock fields by integer arithmetic and calendar fields by a per-day table agree with
+    pandas for every unit, before and after 1970, with NaT; a span too wide to tabulate (or
+    all NaT) is handed back to pandas."""
+    rng = np.random.default_rng(seed)
+    day = np.timedelta64(1, "D") // np.timedelta64(1, unit)
+    start = np.array(days, dtype=np.int64) * day + seconds * (day // 86_400)
+    raw = start + rng.integers(0, spread_days * day + 1, len(days))
+    times = pd.Series(raw.astype(f"M8[{unit}]"), name="t")
+    times[rng.random(len(times)) < nat_share] = pd.NaT
+    for attr in ("second", "minute", "hour", "day_of_week"):
+        assert_series_equal(clock_field(times, attr), getattr(times.dt, attr))
+    for attr in ("year", "month", "day"):
+        looked_up = calendar_field(times, attr)
+        known = times.dropna()
+        span = known.max().floor("D") - known.min().floor("D") if len(known) else None
+        assert (looked_up is None) == (span is None or span.days >= 1 << 16)
+        if looked_up is not None:
+            assert_series_equal(looked_up, getattr(times.dt, attr))
 
 
 def test_scalar_broadcast_and_setitem(client):

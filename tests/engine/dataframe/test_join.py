@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
-from tests.engine.dataframe.helpers import SETTINGS, frames, make_frame
+from tests.engine.dataframe.helpers import SETTINGS, frames, lookup, make_frame
 
 
 def canonical(df: pd.DataFrame) -> pd.DataFrame:
@@ -18,14 +18,6 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
     df = df.reset_index(drop=True)
     order = pd.util.hash_pandas_object(df, index=False).argsort(kind="stable")
     return df.iloc[order].reset_index(drop=True)
-
-
-def lookup(keys: pd.Series, seed: int) -> pd.DataFrame:
-    """A right side for ``keys``: every other distinct key (nulls too), two of them twice."""
-    distinct = keys.drop_duplicates()
-    k = pd.concat([distinct.iloc[::2], distinct.iloc[:2]], ignore_index=True)
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({"k": k, "name": [f"z{i}" for i in range(len(k))], "w": rng.random(len(k))})
 
 
 @SETTINGS
