@@ -135,9 +135,9 @@ def clock_field(times: pd.Series, attr: str) -> pd.Series:
     seconds, cycle, epoch = _CLOCK_FIELDS[attr]
     unit, _ = np.datetime_data(times.dtype)
     ticks = np.timedelta64(seconds, "s") // np.timedelta64(1, unit)
-    raw = times.to_numpy().view(np.int64)
-    field = ((raw // ticks + epoch) % cycle).astype(np.int32)
-    return _field_series(times, field)
+    values = times.to_numpy()
+    field = ((values.view(np.int64) // ticks + epoch) % cycle).astype(np.int32)
+    return _field_series(times, field, np.isnat(values))
 
 
 def calendar_field(times: pd.Series, attr: str) -> pd.Series | None:
@@ -165,12 +165,11 @@ def calendar_field(times: pd.Series, attr: str) -> pd.Series | None:
         if missing.any():
             offsets[missing] = 0
         field = table[offsets]
-    return _field_series(times, field)
+    return _field_series(times, field, missing)
 
 
-def _field_series(times: pd.Series, field: np.ndarray) -> pd.Series:
-    """An int32 field of ``times`` as pandas gives it: float64 with NaN where a time is NaT."""
-    missing = np.isnat(times.to_numpy())
+def _field_series(times: pd.Series, field: np.ndarray, missing: np.ndarray) -> pd.Series:
+    """An int32 field of ``times`` as pandas gives it: float64 with NaN where ``missing``."""
     if missing.any():
         field = np.where(missing, np.nan, field)
     return pd.Series(field, index=times.index, name=times.name, copy=False)

@@ -369,14 +369,16 @@ class GroupBy:
                 dtypes = {c: str(t) for c, t in meta_frame.dtypes.items()}
                 raise TypeError(f"agg {spec!r} on columns {dtypes}: {e}") from e
         nlevels = len(self.by)
-        frame, joins, tables, levels = _below_joins(self.frame, self.by, plan)
-        if joins and self.sort:  # a sorted groupby: the order groups appear in is not kept
+        # only a sorted groupby goes below joins: the order groups first appear in is lost there
+        frame, joins, tables, levels = (
+            _below_joins(self.frame, self.by, plan) if self.sort else (self.frame, [], [], [])
+        )
+        if joins:
             chunk, chunk_kwargs = join_groupby_chunk, {
                 "joins": joins, "keys": levels, "dropna": self.dropna, "partials": plan,
                 "how": how,
             }  # fmt: skip
         else:
-            frame, tables = self.frame, []
             chunk, chunk_kwargs = groupby_chunk, {
                 "by": self.by, "dropna": self.dropna, "partials": plan, "sort": self.sort,
             }  # fmt: skip
