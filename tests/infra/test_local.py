@@ -117,19 +117,44 @@ def test_stale_and_reused_pid_files_are_cleaned_and_a_live_one_refused(tmp_path:
         scheduler.kill()
 
 
+# Runs `taskbench cluster up` with one change: before waiting for workers to join, it touches
+# MARKER and sleeps (bounded), so the test's SIGTERM lands halfway through `up` on every run.
+PAUSED_UP = """
+import sys, time
+from pathlib import Path
+from taskbench import cli
+from taskbench.infra.local import LocalCluster
+
+marker, args = Path(sys.argv[1]), sys.argv[2:]
+join = LocalCluster._wait_until_joined
+
+def paused(self):
+    marker.touch()
+    time.sleep(60)
+    join(self)
+
+LocalCluster._wait_until_joined = paused
+sys.exit(cli.main(args))
+"""
+
+
 def test_sigterm_halfway_through_up_stops_what_had_started(tmp_path: Path) -> None:
     path = spec_file(tmp_path)
     cluster = LocalCluster(load_spec(path), tmp_path / "cluster")
+    marker = tmp_path / "waiting-for-workers"
     up = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "cluster", "up", "--spec", str(path),
+        [sys.executable, "-c", PAUSED_UP, str(marker), "cluster", "up", "--spec", str(path),
          "--dir", str(cluster.layout.folder)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not cluster.layout.engine_pidfiles() and time.monotonic() < deadline:
-        time.sleep(0.2)  # the Spark daemons are up once the engine starts
+    while not marker.exists() and up.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "up never reached the wait for workers"
     pids = [int(p.read_text()) for p in (cluster.layout.spark / "pids").glob("*.pid")]
-    assert pids, "the Spark daemons did not start"
+    assert pids and cluster.layout.engine_pidfiles(), (
+        "the Spark daemons or the engine did not start"
+    )
     up.send_signal(signal.SIGTERM)
     _, err = up.communicate(timeout=120)
     assert up.returncode == 130, err
