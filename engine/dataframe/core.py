@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from taskbench.engine.dataframe import stats as st
-from taskbench.engine.dataframe.optimize import ALL, COLUMN_RULES, Blockwise, fuse
+from taskbench.engine.dataframe.optimize import (
+    ALL,
+    COLUMN_RULES,
+    NARROWERS,
+    Blockwise,
+    fuse,
+    unwrap_call,
+)
 
 DEFAULT_SPLIT_EVERY = 8
 
@@ -183,7 +190,10 @@ def getitem(obj: Any, key: Any) -> Any:
     return obj[key]
 
 
-def filter_rows(df: Any, mask: Any) -> Any:
+def filter_rows(df: Any, mask: Any, columns: tuple | None = None) -> Any:
+    """``df[mask]``; of a frame, only ``columns`` (when given) are copied."""
+    if columns is not None and isinstance(df, pd.DataFrame):
+        return df.loc[mask, df.columns.isin(columns)]
     return df[mask]
 
 
@@ -212,9 +222,14 @@ def partition_length(part: Any) -> int:
 # the columns each step reads of the frame it is given (`optimize.prune_columns`)
 COLUMN_RULES[getitem] = lambda args, kwargs, want: [(args[0], as_column_list(args[1]))]
 COLUMN_RULES[filter_rows] = lambda args, kwargs, want: [(args[0], want), (args[1], ALL)]
+NARROWERS[filter_rows] = lambda task, needed: (
+    filter_rows,
+    *unwrap_call(task)[1][:2],
+    tuple(sorted(needed, key=str)),
+)
 COLUMN_RULES[partition_length] = lambda args, kwargs, want: [(args[0], set())]
-COLUMN_RULES[assign_columns] = lambda args, kwargs, want: [
-    (args[0], ALL if want is ALL else want - set(kwargs)),
+COLUMN_RULES[assign_columns] = lambda args, kwargs, want: [  # a callable may read any column
+    (args[0], ALL if want is ALL or any(map(callable, kwargs.values())) else want - set(kwargs)),
     *[(v, ALL) for v in kwargs.values()],
 ]
 

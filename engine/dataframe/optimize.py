@@ -8,7 +8,10 @@ in one call, shared steps once. A group's results are the steps something outsid
 requested keys, or a task of another layer). With one result the fused task keeps that key,
 so the task stream names it as before; with several it is a new ``fused-…`` key holding the
 tuple, and its readers take their element with a nested ``getitem``. Layers join a group only
-if no path leaves the group and comes back, so fusion never makes a cycle.
+if no path leaves the group and comes back, so fusion never makes a cycle. A renumbered layer
+(partition ``j`` reads partition ``i`` of its inputs, as a pruning filter does) joins its
+inputs' group when each of its tasks reads one partition there and no two read the same: its
+task runs in partition ``i``'s program.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ class FusedProgram:
 ALL = None  #: every column (what is not known to need fewer)
 #: func -> rule(args, kwargs, needed) -> [(argument, columns it needs or ALL), ...]
 COLUMN_RULES: dict[Callable, Callable] = {}
-#: func -> narrow(task, columns) -> the same read of only those columns
+#: func -> narrow(task, columns) -> the same step, making only those columns
 NARROWERS: dict[Callable, Callable] = {}
 
 
-def _call(task: tuple) -> tuple[Callable, list, dict]:
+def unwrap_call(task: tuple) -> tuple[Callable, list, dict]:
     """A step as (function, positional arguments, keyword arguments), through the wrappers
     the dataframe layer builds tasks with (``apply_spec``, ``apply_kwargs``)."""
     head, *rest = task
@@ -71,7 +74,7 @@ def prune_columns(steps: list, outputs: tuple, is_key: Callable) -> list:
     keep every column."""
     needed: dict = dict.fromkeys(outputs, ALL)
     for key, task in reversed(steps):
-        func, args, kwargs = _call(task)
+        func, args, kwargs = unwrap_call(task)
         rule = COLUMN_RULES.get(func)
         want = needed.get(key, set())
         uses = rule(args, kwargs, want) if rule else [(a, ALL) for a in [*args, *kwargs.values()]]
@@ -82,7 +85,7 @@ def prune_columns(steps: list, outputs: tuple, is_key: Callable) -> list:
             needed[arg] = ALL if had is ALL or columns is ALL else had | set(columns)
     out = []
     for key, task in steps:
-        narrow = NARROWERS.get(task[0])
+        narrow = NARROWERS.get(unwrap_call(task)[0])
         if narrow is not None and needed.get(key, ALL) is not ALL:
             task = narrow(task, needed[key])
         out.append((key, task))
@@ -167,6 +170,7 @@ def fuse(layers: dict[str, dict], keys: Iterable, known: Iterable = ()) -> dict:
     }
     renumbered = {name for name, layer in layers.items() if getattr(layer, "renumbered", False)}
     groups = _group_layers(fusable, deps, renumbered)
+    indices = {k: i for group in groups for k, i in _group_indices(group, fusable, deps).items()}
     out = {k: graph[k] for k in deps}
     home: dict = {}  # a fused step's key -> the key of the task that now runs it
 
@@ -178,8 +182,27 @@ def fuse(layers: dict[str, dict], keys: Iterable, known: Iterable = ()) -> dict:
 
     for group in groups:
         if len(group) > 1:
-            _fuse_group(group, fusable, deps, set(keys), out, home, is_current_key)
+            _fuse_group(group, fusable, deps, indices, set(keys), out, home, is_current_key)
     return out
+
+
+def _group_indices(group: list[str], fusable: dict, deps: dict) -> dict:
+    """Each task of ``group`` (layers in dependency order) -> the partition whose program runs
+    it: the partition of the group's tasks it reads, else its own. {} when some task reads two
+    partitions of the group, or two tasks of a layer would run in one program."""
+    index: dict = {}
+    for name in group:
+        taken: set = set()
+        for k in fusable[name]:
+            read = {index[r] for r in deps[k] if r in index}
+            if len(read) > 1:
+                return {}
+            i = read.pop() if read else k[1]
+            if i in taken:
+                return {}
+            taken.add(i)
+            index[k] = i
+    return index
 
 
 def _group_layers(fusable: dict[str, set], deps: dict, renumbered: set) -> list[list[str]]:
@@ -207,17 +230,24 @@ def _group_layers(fusable: dict[str, set], deps: dict, renumbered: set) -> list[
                 stack.extend(layer_deps.get(layer, ()))
         return True
 
+    def consistent(union: set) -> bool:
+        """Without renumbered layers a task runs in its own partition; with them, see
+        `_group_indices`."""
+        if not union & renumbered:
+            return True
+        return bool(_group_indices(sorted(union, key=order.index), fusable, deps))
+
     for name in order:
         if name not in size:
             continue
         mine = {name}
-        for dep in sorted(layer_deps.get(name, ()) if name not in renumbered else (),
-                          key=order.index):  # fmt: skip
+        for dep in sorted(layer_deps.get(name, ()), key=order.index):
             g = group_of.get(dep)
             if g is None or size[dep] != size[name] or dep in mine:
                 continue
             union = mine | set(members[g])
-            if acyclic(union):  # else a way out of the group and back: it stays apart
+            # else a way out of the group and back, or partitions that do not line up
+            if acyclic(union) and consistent(union):
                 mine = union
                 members[g] = []
         g = len(members)
@@ -249,8 +279,9 @@ def _topological(layer_deps: dict[str, set]) -> list[str]:
 
 
 def _fuse_group(
-    group: list[str], fusable: dict, deps: dict, wanted: set, out: dict, home: dict, is_key: Any
-) -> None:
+    group: list[str], fusable: dict, deps: dict, indices: dict, wanted: set, out: dict,
+    home: dict, is_key: Any,
+) -> None:  # fmt: skip
     """Replace ``group``'s tasks in ``out`` by one task per partition; a reader already
     fused elsewhere is reached through ``home`` (its program takes the value as an input)."""
     in_group = set().union(*(fusable[name] for name in group))
@@ -261,8 +292,8 @@ def _fuse_group(
                 readers.setdefault(r, []).append(k)
     by_index: dict[Any, list] = {}
     for name in group:  # dependency order, so each partition's steps come out in order
-        for k in sorted(fusable[name], key=lambda key: key[1]):
-            by_index.setdefault(k[1], []).append(k)
+        for k in sorted(fusable[name], key=indices.__getitem__):
+            by_index.setdefault(indices[k], []).append(k)
     for index, steps in by_index.items():
         if len(steps) < 2:
             continue

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from taskbench.engine.dataframe import compute, from_pandas, persist, read_parquet
-from taskbench.engine.dataframe.core import _plan
+from taskbench.engine.dataframe.core import _plan, filter_rows
 from taskbench.engine.dataframe.io import read_row_group
-from taskbench.engine.dataframe.optimize import FusedProgram
+from taskbench.engine.dataframe.optimize import Blockwise, FusedProgram, fuse
 from taskbench.engine.graph import key_prefix
 from taskbench.engine.local import get_sync
 
@@ -136,3 +136,53 @@ def test_reads_in_a_fused_program_take_only_the_columns_its_steps_use(tmp_path) 
     want = df[df["a"] % 3 == 0].assign(e=df["b"] * 2).groupby("a").agg({"e": "sum"})
     pd.testing.assert_frame_equal(got[0], want)
     assert got[1] == (df["a"] > 5).sum() and len(d) == 40
+
+
+def test_a_pruning_filter_runs_in_the_program_of_the_partition_it_keeps(tmp_path) -> None:
+    days = pd.date_range("2015-01-01", periods=120, freq="D")
+    df = pd.DataFrame({"t": days, "v": np.arange(120.0), "i": np.arange(120) % 7})
+    df.to_parquet(tmp_path / "f.parquet", row_group_size=10)  # 12 partitions of 10 days
+    d = read_parquet([str(tmp_path / "f.parquet")])
+    d._source = None  # memory mode: statistics prune, nothing is pushed into the read
+    window = (d["t"] >= days[25]) & (d["t"] < days[55]) & (d["i"] > 1)
+    rows = d[window]
+    assert rows.npartitions == 4  # partitions 2..5
+    results = (rows.length(), rows["v"].count(), rows["v"].sum())
+    tasks = prefixes(results)
+    fused = [p for p in tasks if p.startswith("fused-")]
+    assert len(fused) == 1 and tasks[fused[0]] == 4, tasks  # the mask runs in the same task
+    assert not any(p in tasks for p in ("and", "ge", "lt", "gt", "filter")), tasks
+    programs = [v[0] for v in _plan(results)[0].values() if isinstance(v[0], FusedProgram)]
+    filters = [task for p in programs for _, task in p.steps if task[0] is filter_rows]
+    assert filters and all(task[-1] == ("v",) for task in filters)  # it copies only v's rows
+    want = df[(df["t"] >= days[25]) & (df["t"] < days[55]) & (df["i"] > 1)]
+    count, nonnull, total = compute(*results)
+    assert (count, nonnull, total) == (len(want), want["v"].count(), want["v"].sum())
+
+
+def test_a_renumbered_layer_reading_two_partitions_of_a_group_stays_apart() -> None:
+    def add(a, b):
+        return a + b
+
+    layers = {
+        "x": Blockwise({("x", i): (add, i, 1) for i in range(3)}),
+        "y": Blockwise({("y", i): (add, ("x", i), 10) for i in range(3)}),
+        # partition j of z reads partitions j and j + 1 of y: no one program holds both
+        "z": Blockwise({("z", j): (add, ("y", j), ("y", (j + 1) % 3)) for j in range(3)}),
+    }
+    layers["z"].renumbered = True
+    graph = fuse(layers, [("z", j) for j in range(3)])
+    assert ("y", 0) in graph and all(("z", j) in graph for j in range(3))  # y fused with x only
+    assert get_sync(graph, [("z", j) for j in range(3)]) == (23, 25, 24)
+
+
+def test_a_callable_in_assign_keeps_every_column_it_might_read(tmp_path) -> None:
+    df = pd.DataFrame({"a": np.arange(20), "b": np.arange(20.0), "c": 1.5})
+    df.to_parquet(tmp_path / "f.parquet", row_group_size=5)
+    d = read_parquet([str(tmp_path / "f.parquet")])
+    out = d[d["a"] > 3].assign(w=lambda p: p["b"] * p["c"])[["w"]]
+    want = df[df["a"] > 3].assign(w=lambda p: p["b"] * p["c"])[["w"]]
+    pd.testing.assert_frame_equal(out.compute(), want)
+    d._source = None  # the filter is not pushed into the read: it narrows in the program
+    pd.testing.assert_frame_equal(d[d["a"] > 3].assign(w=lambda p: p["b"] * p["c"])[["w"]]
+                                  .compute(), want)  # fmt: skip
