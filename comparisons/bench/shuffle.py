@@ -10,11 +10,14 @@ plus that action only. The subjects:
   partitions (`partition_by_hash`);
 - taskbench: ``shuffle(on, P, method).map_partitions(len)`` on a 2-worker `LocalCluster`, for
   each implementation and each sizeof mode (``sampled``, the default, and ``deep``, the exact
-  size whose cost lagged the 2016 workers; one cluster per mode), with the engine's task
-  stream for inter-task lag;
+  size whose cost lagged the 2016 workers), with the engine's task stream for inter-task lag;
 - dask: ``DataFrame.shuffle(on, npartitions=P, shuffle_method="tasks" | "p2p")`` plus
   ``map_partitions(len)`` on ``distributed.LocalCluster(2 processes × 1 thread)``, with
   ``dataframe.convert-string`` off so it shuffles the same object columns;
+- each engine subject (method and sizeof mode) and each dask method has a cluster of its
+  own, so that no subject's peak memory counts what another left in the workers' allocators
+  (measured: p2p after the ``tasks`` shuffle on the same workers read 1.83× the data, alone
+  1.49×);
 - Spark: ``repartition(P, col)`` written to the ``noop`` sink (every row and column is
   materialised, nothing is written) on ``local[2]``, from a cached DataFrame.
 
@@ -179,31 +182,43 @@ def engine_subjects(
     stealing: bool = True,
     options: dict | None = None,
 ) -> Iterator[list[Subject]]:
-    """The engine's shuffles (one subject per method) on a LocalCluster holding the frame,
-    its workers sizing results by ``sizeof_mode``."""
-    from taskbench.engine.client import Client
-    from taskbench.engine.cluster import LocalCluster
-    from taskbench.engine.dataframe import from_map, from_pandas
+    """The engine's shuffles, one subject per method, each on its own LocalCluster holding
+    the frame (workers sizing results by ``sizeof_mode``): no method's peak memory counts
+    what another left in the workers' allocators."""
+    from taskbench.engine.dataframe import from_pandas
 
     meta = taxi_partition(0, 0, columns)
-    runnable, subjects = [], {}
-    for method in methods:
-        params = {"method": method, "sizeof": sizeof_mode}
-        try:  # NotImplementedError before any cluster
-            from_pandas(meta, 1).shuffle(on, 1, method=method)
-            runnable.append(method)
-        except NotImplementedError as e:
-            label = engine_label(method, sizeof_mode)
-            subjects[method] = _unavailable(label, "taskbench", params, str(e))
-    if not runnable:
-        yield [subjects[m] for m in methods]
-        return
+    subjects = []
+    with contextlib.ExitStack() as stack:
+        for method in methods:
+            params = {"method": method, "sizeof": sizeof_mode}
+            try:  # NotImplementedError before any cluster
+                from_pandas(meta, 1).shuffle(on, 1, method=method)
+            except NotImplementedError as e:
+                label = engine_label(method, sizeof_mode)
+                subjects.append(_unavailable(label, "taskbench", params, str(e)))
+                continue
+            subjects.append(stack.enter_context(_engine_subject(
+                rows, nparts, on, columns, method, sizeof_mode, workers, stealing, options
+            )))  # fmt: skip
+        yield subjects
+
+
+@contextlib.contextmanager
+def _engine_subject(
+    rows: int, nparts: int, on: str, columns: str, method: str, sizeof_mode: str, workers: int,
+    stealing: bool, options: dict | None,
+) -> Iterator[Subject]:  # fmt: skip
+    from taskbench.engine.client import Client
+    from taskbench.engine.cluster import LocalCluster
+    from taskbench.engine.dataframe import from_map
+
+    meta = taxi_partition(0, 0, columns)
     cluster = LocalCluster(workers, 1, sizeof=sizeof_mode, stealing=stealing)
     with cluster, Client(cluster) as client:
         # warm up (imports on the workers) before the idle memory is read
         warm = from_map(taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
-        for method in runnable:
-            warm.shuffle(on, 2, method=method).map_partitions(len).compute()
+        warm.shuffle(on, 2, method=method).map_partitions(len).compute()
         pids = [p.pid for p in cluster.worker_processes]
         idle = rss_bytes(*pids)
         frame = from_map(
@@ -213,7 +228,7 @@ def engine_subjects(
         if total != rows:
             raise RuntimeError(f"the engine made {total} rows, expected {rows}")
 
-        def shuffle_once(method: str) -> dict[str, Any]:
+        def shuffle_once() -> dict[str, Any]:
             reset_peak_rss(*pids)
             start = client.stream_position()
             t0 = time.perf_counter()
@@ -231,14 +246,9 @@ def engine_subjects(
                 "peak_worker_rss_bytes": peak_rss_bytes(*pids),
             }
 
-        for method in runnable:
-            subjects[method] = Subject(
-                engine_label(method, sizeof_mode), "taskbench",
-                {"method": method, "sizeof": sizeof_mode},
-                lambda method=method: shuffle_once(method),
-                {"idle_worker_rss_bytes": idle},
-            )  # fmt: skip
-        yield [subjects[m] for m in methods]
+        params = {"method": method, "sizeof": sizeof_mode}
+        yield Subject(engine_label(method, sizeof_mode), "taskbench", params, shuffle_once,
+                      {"idle_worker_rss_bytes": idle})  # fmt: skip
 
 
 # ---------------------------------------------------------------- dask
@@ -260,7 +270,14 @@ def _worker_rss() -> int | None:
 def dask_subjects(
     rows: int, nparts: int, on: str, columns: str, methods: list[str]
 ) -> Iterator[list[Subject]]:
-    """dask's shuffle (one subject per method) on ``distributed.LocalCluster(2 × 1 thread)``."""
+    """dask's shuffles, one subject per method, each on its own
+    ``distributed.LocalCluster(2 × 1 thread)`` holding the frame (as the engine's)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(_dask_subject(rows, nparts, on, columns, m)) for m in methods]
+
+
+@contextlib.contextmanager
+def _dask_subject(rows: int, nparts: int, on: str, columns: str, method: str) -> Iterator[Subject]:
     import dask
     import dask.dataframe as dd
     from distributed import Client, LocalCluster, wait
@@ -274,15 +291,14 @@ def dask_subjects(
         Client(cluster) as client,
     ):
         warm = dd.from_map(taxi_item, [(0, 1000), (1, 1000)], meta=meta, column_set=columns)
-        for method in methods:
-            with contextlib.suppress(Exception):  # a method that fails is reported by its run
-                warm.shuffle(on, npartitions=2, shuffle_method=method).map_partitions(len).compute()
+        with contextlib.suppress(Exception):  # a method that fails is reported by its run
+            warm.shuffle(on, npartitions=2, shuffle_method=method).map_partitions(len).compute()
         idle = _total(list(client.run(_worker_rss).values()))
         items = list(enumerate(partition_rows(rows, nparts)))
         ddf = dd.from_map(taxi_item, items, meta=meta, column_set=columns).persist()
         wait(ddf)
 
-        def shuffle_once(method: str) -> dict[str, Any]:
+        def shuffle_once() -> dict[str, Any]:
             try:
                 client.run(_worker_reset_peak)
                 t0 = time.perf_counter()
@@ -298,11 +314,8 @@ def dask_subjects(
                 "peak_worker_rss_bytes": peak,
             }
 
-        yield [
-            Subject(f"dask-{m}", "dask", {"method": m}, lambda m=m: shuffle_once(m),
-                    {"idle_worker_rss_bytes": idle})
-            for m in methods
-        ]  # fmt: skip
+        yield Subject(f"dask-{method}", "dask", {"method": method}, shuffle_once,
+                      {"idle_worker_rss_bytes": idle})  # fmt: skip
 
 
 # ---------------------------------------------------------------- spark
@@ -499,7 +512,7 @@ def measure(
         raise SystemExit(f"taskbench: --on {on!r} is not a column; columns are {list(df.columns)}")
     data_bytes = frame_bytes(df)
     frame = {"rows": rows, "partitions": nparts, "on": on, "columns": columns}
-    holders = 1 + len(args.sizeof) + ("dask" in peers) + ("spark" in peers)
+    holders = 1 + len(args.methods) * len(args.sizeof) + 2 * ("dask" in peers) + ("spark" in peers)
     need, available = (holders + 2) * data_bytes, psutil.virtual_memory().available
     if need > 0.8 * available:
         log(f"warning: {holders} subjects hold the {data_bytes / 1e9:.1f} GB frame at once "
