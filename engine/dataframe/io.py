@@ -9,7 +9,9 @@ Policy:
   statistics rule them out get no partition at all, and rows are filtered as each row group is
   read. Without a stored pandas index, a row's index is its position in the dataset (files in
   sorted order) before filtering, so an unfiltered read has pandas' index. The meta comes from
-  the Arrow schema, so dtypes are those of ``pd.read_parquet``.
+  the Arrow schema, so dtypes are those of ``pd.read_parquet``. A file's parsed footer is kept
+  (`_footer`) while its size and modification time stay the same, so building a graph over
+  files read before (a pushed-down projection or filter) opens none of them.
 - ``read_csv`` cuts each file into ``blocksize`` byte ranges. A block owns the lines that
   *start* inside it: it skips the partial line at its start and reads on past its end to
   finish its last line, and is parsed with the file's header line prepended. Quoted fields
@@ -20,6 +22,7 @@ Policy:
 
 from __future__ import annotations
 
+import functools
 import glob
 import io as _io
 import os
@@ -158,6 +161,25 @@ def _narrow_read(task: tuple, needed: set) -> tuple:
 NARROWERS[read_row_group] = _narrow_read
 
 
+def _footer(path: str) -> tuple[Any, Any]:
+    """``path``'s parquet metadata and its dataset fragment (which keeps the row groups'
+    statistics once parsed), as of the file's current size and modification time."""
+    st = os.stat(path)
+    return _parsed_footer(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_footer(path: str, size: int, mtime_ns: int) -> tuple[Any, Any]:
+    import pyarrow.dataset as ds
+    import pyarrow.fs as fs
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_metadata(path)
+    fragment = ds.ParquetFileFormat().make_fragment(path, filesystem=fs.LocalFileSystem())
+    fragment.ensure_complete_metadata()
+    return metadata, fragment
+
+
 def read_parquet(
     paths: PathLike | Sequence[PathLike],
     columns: list | None = None,
@@ -166,12 +188,10 @@ def read_parquet(
     split_row_groups: bool = True,
 ) -> DataFrame:
     """Parquet files (or directories of them) as a DataFrame, one partition per row group."""
-    import pyarrow.dataset as ds
-    import pyarrow.fs as fs
     import pyarrow.parquet as pq
 
     files = _expand_paths(paths, (".parquet", ".parq", ".pq"))
-    schema = pq.read_schema(files[0])
+    schema = _footer(files[0])[0].schema.to_arrow_schema()
     meta_all = schema.empty_table().to_pandas()
     if columns is not None:
         columns = list(columns)
@@ -190,16 +210,13 @@ def read_parquet(
     layer: dict = {}
     stats: list = []  # per partition: rows (unless filtered) and the columns' min/max
     offset = 0
-    fmt = ds.ParquetFileFormat()
-    local = fs.LocalFileSystem()
     for path in files:
-        md = pq.ParquetFile(path).metadata
+        md, fragment = _footer(path)
         starts = np.concatenate(
             [[0], np.cumsum([md.row_group(i).num_rows for i in range(md.num_row_groups)])]
         ).tolist()
         if split_row_groups:
             if expression is not None:
-                fragment = fmt.make_fragment(path, filesystem=local)
                 kept = [
                     rg.id
                     for piece in fragment.split_by_row_group(expression, schema=schema)

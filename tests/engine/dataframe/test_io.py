@@ -63,6 +63,17 @@ def test_read_parquet_projection_and_filters(client, row_groups):
     assert_frame_equal(got.reset_index(drop=True), want)
 
 
+def test_read_parquet_sees_a_rewritten_file(client, tmp_path):
+    path = tmp_path / "f.parquet"
+    pd.DataFrame({"n": np.arange(10)}).to_parquet(path, row_group_size=5)
+    first = edf.read_parquet(path)
+    assert first.npartitions == 2 and len(edf.read_parquet(path, columns=["n"])) == 10
+    pd.DataFrame({"n": np.arange(30), "m": 1.5}).to_parquet(path, row_group_size=10)
+    again = edf.read_parquet(path, filters=[("n", ">=", 12)])  # footer read afresh
+    assert again.npartitions == 2 and list(again.meta.columns) == ["n", "m"]
+    assert again.compute(client)["n"].tolist() == list(range(12, 30))
+
+
 def test_read_parquet_errors(tmp_path, row_groups):
     with pytest.raises(KeyError, match="read_parquet columns: column 'nope' not found"):
         edf.read_parquet(row_groups, columns=["s", "nope"])
