@@ -112,6 +112,36 @@ def _filter_columns(filters: Any) -> list[str]:
     return list(dict.fromkeys(term[0] for group in groups for term in group))
 
 
+#: pyarrow compute functions of the DNF comparison operators (``filters_to_expression``'s)
+_COMPARE = {"=": "equal", "==": "equal", "!=": "not_equal", "<": "less", ">": "greater",
+            "<=": "less_equal", ">=": "greater_equal"}  # fmt: skip
+
+
+def _filter_mask(table: Any, filters: Any) -> np.ndarray:
+    """Which rows of ``table`` pass the DNF ``filters``: the kernels and Kleene logic of
+    ``pq.filters_to_expression``, evaluated on the table directly (``Table.filter`` with an
+    expression plans a query for it, three times slower on one row group); null is no."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    groups = filters if isinstance(filters[0], list) else [filters]
+    passed = None
+    for group in groups:
+        both = None
+        for column, op, value in group:
+            values = table.column(column)
+            if op in ("in", "not in"):
+                term = pc.is_in(values, value_set=pa.array(list(value)))
+                term = pc.invert(term) if op == "not in" else term
+            elif op in _COMPARE:
+                term = pc.call_function(_COMPARE[op], [values, pa.scalar(value)])
+            else:
+                raise ValueError(f"filter ({column!r}, {op!r}, …): unknown operator {op!r}")
+            both = term if both is None else pc.and_kleene(both, term)
+        passed = both if passed is None else pc.or_kleene(passed, both)
+    return pc.fill_null(passed, False).to_numpy(zero_copy_only=False)
+
+
 def read_row_group(
     path: str,
     row_group: int | None,
@@ -121,7 +151,6 @@ def read_row_group(
     offset: int,
 ) -> pd.DataFrame:
     """One row group (or the whole file when ``row_group`` is None) as pandas."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     f = pq.ParquetFile(path)
@@ -131,12 +160,9 @@ def read_row_group(
         table = f.read_row_group(row_group, columns=read_columns)
     positions = None
     if filters:
-        table = table.append_column(
-            "__row__", pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64))
-        )
-        table = table.filter(pq.filters_to_expression(filters))
-        positions = table.column("__row__").to_numpy()
-        table = table.drop_columns(["__row__"])
+        positions = np.flatnonzero(_filter_mask(table, filters))
+        table = table.take(positions)
+        positions += offset
     if columns is not None:
         table = table.select(columns)
     df = table.to_pandas()

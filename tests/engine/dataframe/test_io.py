@@ -74,6 +74,28 @@ def test_read_parquet_sees_a_rewritten_file(client, tmp_path):
     assert again.compute(client)["n"].tolist() == list(range(12, 30))
 
 
+FILTER_TABLE = pa.table({
+    "i": pa.array([1, 2, None, 4, 5], pa.int32()), "f": [0.5, np.nan, 2.5, None, -1.0],
+    "s": ["a", "b", None, "c", "a"],
+    "t": pa.array(pd.date_range("2015-01-01", periods=5, freq="D"), pa.timestamp("us")),
+})  # fmt: skip
+
+
+@pytest.mark.parametrize("filters", [
+    [("i", ">=", 2)], [("i", ">=", 2.5)], [("i", "!=", 4)], [("f", "<=", 2.5)], [("s", "=", "a")],
+    [("s", "in", ["a", "c"])], [("s", "not in", ["a"])], [("i", "not in", [1.0])],
+    [("f", "in", [2.5, np.nan])],
+    [("t", ">=", pd.Timestamp("2015-01-03")), ("t", "<", pd.Timestamp("2015-01-05"))],
+    [[("i", "<", 2)], [("s", "==", "c"), ("f", "!=", 0.0)]], [[("i", ">", 3)], [("f", "<", 1)]],
+])  # fmt: skip
+def test_a_row_groups_filter_keeps_the_rows_pyarrows_expression_keeps(filters) -> None:
+    from taskbench.engine.dataframe.io import _filter_mask
+
+    want = FILTER_TABLE.filter(pq.filters_to_expression(filters)).to_pandas()
+    got = FILTER_TABLE.filter(pa.array(_filter_mask(FILTER_TABLE, filters))).to_pandas()
+    assert_frame_equal(got, want)  # nulls and NaN compare as pyarrow's Kleene logic says
+
+
 def test_read_parquet_errors(tmp_path, row_groups):
     with pytest.raises(KeyError, match="read_parquet columns: column 'nope' not found"):
         edf.read_parquet(row_groups, columns=["s", "nope"])
