@@ -110,11 +110,12 @@ def _offset_key(column: pd.Series, limit: int) -> _DenseKey | None:
         lo, hi = np.fmin.reduce(raw), np.fmax.reduce(raw)
         if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo >= limit:
             return None
-        shifted = raw - lo
         with np.errstate(invalid="ignore"):  # NaN has no integer; nulls go to their slot
-            offsets = shifted.astype(np.int64)
-        if not ((offsets == shifted) | null).all():
+            offsets = raw.astype(np.int64)
+        integral = np.equal(offsets, raw)
+        if not np.logical_or(integral, null, out=integral).all():
             return None  # not integral
+        offsets -= int(lo)  # in place: one column-sized array in all
         return _DenseKey(column, offsets, null, int(hi - lo) + 1, lo)
     null = column.isna().to_numpy() if extension else None
     raw = column.to_numpy(dtype=np.int64, na_value=0) if extension else column.to_numpy()
@@ -124,7 +125,9 @@ def _offset_key(column: pd.Series, limit: int) -> _DenseKey | None:
     lo, hi = int(some.min()), int(some.max())
     if hi - lo >= limit:
         return None
-    return _DenseKey(column, raw.astype(np.int64) - lo, null, hi - lo + 1, lo)
+    offsets = raw.astype(np.int64)  # a copy: the column's own data is never written
+    offsets -= lo
+    return _DenseKey(column, offsets, null, hi - lo + 1, lo)
 
 
 def _dense_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> Any:
@@ -142,9 +145,10 @@ def _dense_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> An
         slots *= key.width
         if slots > limit:
             return None
-    codes = keys[0].codes
+    codes = keys[0].codes  # each key's codes are its own: combined in place
     for key in keys[1:]:
-        codes = codes * key.width + key.codes
+        codes *= key.width
+        codes += key.codes
     if dropna and any(key.null is not None for key in keys):
         dropped = np.logical_or.reduce([key.null for key in keys if key.null is not None])
         codes = np.where(dropped, slots, codes)
