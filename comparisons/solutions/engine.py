@@ -211,20 +211,17 @@ def q10(h: Handle) -> pd.DataFrame:
     return _count(h, joined, ["pickup_borough", "dropoff_borough"])
 
 
-def _top_candidates(df: pd.DataFrame) -> pd.DataFrame:
-    """Each partition's top rows, ties included, and its first null totals by trip_id."""
-    null = df["total_amount"].isna()
-    top = df[~null].nlargest(TOP_K, "total_amount", keep="all")
-    return pd.concat([top, df[null].nsmallest(TOP_K, "trip_id")])
-
-
 def q11(h: Handle) -> pd.DataFrame:
+    from taskbench.engine.dataframe import compute
+
     t = h.trips[["trip_id", PICKUP, "total_amount"]]
-    candidates = _run(h, t.map_partitions(_top_candidates, meta=t._meta))
-    top = candidates[candidates["total_amount"].notna()]
+    top, nulls = compute(  # ties on the 100th total all come back; trip_id orders them
+        t.nlargest(TOP_K, "total_amount", keep="all"),
+        t[t["total_amount"].isna()].nsmallest(TOP_K, "trip_id"),
+        client=h.session.client,
+    )
     top = top.sort_values(["total_amount", "trip_id"], ascending=[False, True]).head(TOP_K)
     if len(top) < TOP_K:  # NULLS LAST, in trip_id order
-        nulls = candidates[candidates["total_amount"].isna()].sort_values("trip_id")
         top = pd.concat([top, nulls.head(TOP_K - len(top))])
     return top
 

@@ -187,10 +187,33 @@ def test_top_k_match_pandas(client, case):
     for n in (1, 5):
         got = df.nlargest(n, "v", split_every=2).compute(client)
         assert_frame_equal(got, pdf.nlargest(n, "v"))
+        for keep in ("last", "all"):
+            got = df.nsmallest(n, ["v", "i"], keep=keep, split_every=2).compute(client)
+            assert_frame_equal(got, pdf.nsmallest(n, ["v", "i"], keep=keep))
         got = df.nsmallest(n, ["i", "k2"]).compute(client)
         assert_frame_equal(got, pdf.nsmallest(n, ["i", "k2"]))
         assert_series_equal(df.i.nlargest(n).compute(client), pdf.i.nlargest(n))
         assert_series_equal(df.v.nsmallest(n).compute(client), pdf.v.nsmallest(n))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_top_k_cut_down_by_a_sample_is_pandas_answer(seed):
+    from taskbench.engine.dataframe.core import TOP_K_SAMPLE_FACTOR, _top_k
+
+    rng = np.random.default_rng(seed)
+    for _ in range(15):  # long partitions (the sample applies), many ties, NaN
+        n = int(rng.integers(1, 30))
+        rows = int(rng.integers(TOP_K_SAMPLE_FACTOR * n, 4000))
+        v = rng.integers(0, int(rng.integers(1, 50)), rows).astype(float)
+        v[rng.random(rows) < rng.random() * 0.5] = np.nan
+        pdf = pd.DataFrame({"v": v, "i": rng.integers(0, 5, rows)})
+        for how in ("nlargest", "nsmallest"):
+            for keep in ("first", "last", "all"):
+                for columns in ("v", ["v", "i"], ["i", "v"]):
+                    got = _top_k(pdf, how, n, columns, keep)
+                    assert_frame_equal(got, getattr(pdf, how)(n, columns, keep=keep))
+                want = getattr(pdf["v"], how)(n, keep=keep)
+                assert_series_equal(_top_k(pdf["v"], how, n, None, keep), want)
 
 
 @SETTINGS
@@ -244,6 +267,8 @@ def test_missing_column_is_named():
         df.nope  # noqa: B018
     with pytest.raises(KeyError, match="'nope'"):
         df.nlargest(2, "nope")
+    with pytest.raises(ValueError, match="nsmallest: keep must be .* got 'any'"):
+        df.nsmallest(2, df.columns[0], keep="any")
 
 
 def test_bad_dtypes_fail_when_the_graph_is_built():
