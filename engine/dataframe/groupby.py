@@ -9,9 +9,11 @@ last). The result is one partition, laid out as pandas lays out ``agg`` with the
 
 A sorted groupby whose partials are sizes, counts and exact sums takes the dense path: each
 key becomes codes ``0..width-1`` (a small-integer key its offset from its minimum, with no
-hashing; any other key ``pd.factorize``'s codes), a row's group is its keys' codes in mixed
-radix, and the partials are ``np.bincount`` over it. Keys of too many combinations, and
-other partials, go through pandas.
+hashing, renumbered to the ranks of the offsets present when they spread over more than
+``COMPACT_SPAN``; any other key ``pd.factorize``'s codes), a row's group is its keys' codes in mixed
+radix, and the partials are counted and summed over it by compiled loops
+(`engine.dataframe.kernels`), one pass per column. Keys of too many combinations, and other
+partials, go through pandas.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from taskbench.engine.dataframe import kernels
 from taskbench.engine.dataframe.core import (
     DataFrame,
     Series,
@@ -47,7 +50,8 @@ _COMBINE = {"sum": "sum", "count": "sum", "size": "sum", "min": "min", "max": "m
 
 #: the dense path's bound on distinct key combinations, beyond a partition's row count
 DENSE_SLOTS = 1 << 16
-_EXACT_IN_FLOAT = 2.0**53
+#: an offset key spanning more values than this is renumbered to the values present
+COMPACT_SPAN = 1 << 10
 
 
 class _DenseKey:
@@ -55,22 +59,20 @@ class _DenseKey:
     ``lo``, or an index into ``uniques``."""
 
     def __init__(
-        self, column: pd.Series, codes: np.ndarray, null: Any, span: int, lo: Any = 0,
+        self, column: pd.Series, codes: np.ndarray, span: int, has_null: bool, lo: Any = 0,
         uniques: Any = None,
     ) -> None:  # fmt: skip
         self.column = column
-        self.null = null if null is not None and null.any() else None
+        self.codes = codes  # the key's own array: the chunk combines keys into it in place
+        self.has_null = has_null
         self.lo = lo
         self.uniques = uniques
-        self.width = span + (self.null is not None)
-        if self.null is not None:
-            codes[self.null] = span
-        self.codes = codes
+        self.width = span + has_null
 
     def labels(self, codes: np.ndarray) -> Any:
         """The key values of groups ``codes``, in the column's own dtype."""
         dtype = self.column.dtype
-        is_null = codes == self.width - 1 if self.null is not None else None
+        is_null = codes == self.width - 1 if self.has_null else None
         if self.uniques is not None:
             at = codes if is_null is None else np.where(is_null, -1, codes)
             return pd.api.extensions.take(self.uniques, at, allow_fill=True)
@@ -85,15 +87,28 @@ class _DenseKey:
 
 
 def _dense_key(column: pd.Series, limit: int) -> _DenseKey:
-    """``column`` as codes: offsets for a few small integers, else factorized."""
-    return _offset_key(column, limit) or _factorized_key(column)
+    """``column`` as codes: offsets for small integers (ranks of the values present, when
+    they spread wide), else factorized."""
+    key = _offset_key(column, limit)
+    if key is None:
+        return _factorized_key(column)
+    if key.width - key.has_null > COMPACT_SPAN:
+        offsets = kernels.compact_offsets(key.codes, key.width - key.has_null)
+        values = offsets + key.lo
+        dtype = column.dtype
+        uniques = values.astype(dtype) if isinstance(dtype, np.dtype) else pd.array(values, dtype)
+        return _DenseKey(column, key.codes, len(offsets), key.has_null, uniques=uniques)
+    return key
 
 
 def _factorized_key(column: pd.Series) -> _DenseKey:
     codes, uniques = pd.factorize(column.array, use_na_sentinel=True)
+    codes = codes.astype(np.int64, copy=False)
     null = codes < 0
-    return _DenseKey(column, codes.astype(np.int64, copy=False), null, len(uniques),
-                     uniques=uniques)  # fmt: skip
+    has_null = bool(null.any())
+    if has_null:
+        codes[null] = len(uniques)
+    return _DenseKey(column, codes, len(uniques), has_null, uniques=uniques)
 
 
 def _offset_key(column: pd.Series, limit: int) -> _DenseKey | None:
@@ -105,29 +120,37 @@ def _offset_key(column: pd.Series, limit: int) -> _DenseKey | None:
     if (extension and dtype.kind == "f") or (dtype.kind == "u" and dtype.itemsize == 8):
         return None
     if dtype.kind == "f":
-        raw = column.to_numpy()
-        null = np.isnan(raw)
-        lo, hi = np.fmin.reduce(raw), np.fmax.reduce(raw)
-        if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo >= limit:
+        coded = kernels.float_offsets(column.to_numpy(), limit)
+        if coded is None:
             return None
-        with np.errstate(invalid="ignore"):  # NaN has no integer; nulls go to their slot
-            offsets = raw.astype(np.int64)
-        integral = np.equal(offsets, raw)
-        if not np.logical_or(integral, null, out=integral).all():
-            return None  # not integral
-        offsets -= int(lo)  # in place: one column-sized array in all
-        return _DenseKey(column, offsets, null, int(hi - lo) + 1, lo)
+        codes, lo, span, nulls = coded
+        return _DenseKey(column, codes, span, nulls > 0, lo)
     null = column.isna().to_numpy() if extension else None
     raw = column.to_numpy(dtype=np.int64, na_value=0) if extension else column.to_numpy()
-    some = raw[~null] if null is not None and null.any() else raw
+    has_null = null is not None and bool(null.any())
+    some = raw[~null] if has_null else raw
     if len(some) == 0:
         return None
     lo, hi = int(some.min()), int(some.max())
     if hi - lo >= limit:
         return None
-    offsets = raw.astype(np.int64)  # a copy: the column's own data is never written
-    offsets -= lo
-    return _DenseKey(column, offsets, null, hi - lo + 1, lo)
+    codes = raw.astype(np.int64)  # a copy: the column's own data is never written
+    codes -= lo
+    if has_null:
+        codes[null] = hi - lo + 1
+    return _DenseKey(column, codes, hi - lo + 1, has_null, lo)
+
+
+def _group_sums(codes: np.ndarray, values: pd.Series, slots: int) -> tuple | None:
+    """(sums, non-null counts) per group of a float or (non-null) integer column; None for
+    other dtypes."""
+    dtype = values.dtype
+    if dtype == np.float64:
+        return kernels.group_float_sums(codes, values.to_numpy(), slots)
+    if isinstance(dtype, np.dtype) and dtype.kind in "biu" and dtype != np.uint64:
+        raw = values.to_numpy().astype(np.int64, copy=False)
+        return kernels.group_int_sums(codes, raw, slots), None
+    return None
 
 
 def _dense_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> Any:
@@ -145,37 +168,38 @@ def _dense_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> An
         slots *= key.width
         if slots > limit:
             return None
+    dropped = None
+    if dropna and any(key.has_null for key in keys):
+        dropped = np.logical_or.reduce([key.codes == key.width - 1 for key in keys if key.has_null])
     codes = keys[0].codes  # each key's codes are its own: combined in place
     for key in keys[1:]:
         codes *= key.width
         codes += key.codes
-    if dropna and any(key.null is not None for key in keys):
-        dropped = np.logical_or.reduce([key.null for key in keys if key.null is not None])
-        codes = np.where(dropped, slots, codes)
-    sizes = np.bincount(codes, minlength=slots)[:slots]
+    if dropped is not None:
+        codes[dropped] = slots  # one slot past the groups collects the dropped rows
+    counted = slots + (dropped is not None)
+    sizes = kernels.group_sizes(codes, counted)[:slots]
     present = np.flatnonzero(sizes)
     columns = {}
+    summed: dict = {}  # column -> (sums, counts): one pass for its sum and its count
     for p, col, stat in partials:
         if stat == "size":
             columns[p] = sizes[present]
             continue
-        values = df[col]
-        notnull = values.notna().to_numpy()
-        if stat == "count":
-            counts = sizes if notnull.all() else np.bincount(codes, notnull, slots)[:slots]
-            columns[p] = counts[present].astype(np.int64)
+        if col not in summed:
+            summed[col] = _group_sums(codes, df[col], counted)
+        if summed[col] is None:
+            if stat == "sum":
+                return None  # a dtype the kernels do not sum
+            notnull = df[col].notna().to_numpy()
+            counts = sizes if notnull.all() else np.bincount(codes, notnull, counted)
+            columns[p] = counts[:slots][present].astype(np.int64)
             continue
-        if values.dtype != np.float64 and (
-            values.dtype.kind not in "biu"
-            or isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
-        ):
-            return None
-        raw = values.to_numpy()
-        if values.dtype.kind != "f" and np.abs(raw).max() * len(raw) >= _EXACT_IN_FLOAT:
-            return None  # the float sum would not be exact
-        weights = np.where(notnull, raw, 0) if not notnull.all() else raw
-        sums = np.bincount(codes, weights, slots)[:slots][present]
-        columns[p] = sums if values.dtype.kind == "f" else sums.astype(np.int64)
+        sums, counts = summed[col]
+        if stat == "sum":
+            columns[p] = sums[present]
+        else:  # an integer column has no nulls: its count is its size
+            columns[p] = (sizes if counts is None else counts)[present]
     labels = []
     rest = present
     for key in reversed(keys):

@@ -267,7 +267,7 @@ def test_missing_column_is_named():
         df.nope  # noqa: B018
     with pytest.raises(KeyError, match="'nope'"):
         df.nlargest(2, "nope")
-    with pytest.raises(ValueError, match="nsmallest: keep must be .* got 'any'"):
+    with pytest.raises(ValueError, match=r"nsmallest: keep must be .* got 'any'"):
         df.nsmallest(2, df.columns[0], keep="any")
 
 

@@ -85,12 +85,20 @@ def test_taxi_like_groupby(client):
     assert isinstance(got, pd.DataFrame)
 
 
-DENSE_KEYS = ["int32", "Int32", "Int64", "uint8", "bool", "float", "float-halves", "wide", "str"]
+DENSE_KEYS = ["int32", "Int32", "Int64", "uint8", "bool", "float", "float-halves", "wide", "str",
+              "sparse", "sparse-float", "sparse-Int32"]  # fmt: skip
 PARTIALS = [("p0", None, "size"), ("p1", "v", "sum"), ("p2", "v", "count"), ("p3", "i", "sum")]
 
 
 def dense_key(kind: str, rng: np.random.Generator, n: int, nulls: np.ndarray) -> pd.Series:
     small = rng.integers(-3, 4, n)
+    if kind.startswith("sparse"):  # offsets over more than COMPACT_SPAN: renumbered
+        spread = np.array([-20_000, -3, 0, 5, 30_000])[small % 5]
+        if kind == "sparse":
+            return pd.Series(spread)
+        if kind == "sparse-float":
+            return pd.Series(np.where(nulls, np.nan, spread.astype(float)))
+        return pd.Series(pd.array(np.where(nulls, 0, spread), dtype="Int32")).mask(nulls)
     if kind in ("Int32", "Int64"):
         return pd.Series(pd.array(np.where(nulls, 0, small), dtype=kind)).mask(nulls)
     if kind.startswith("float"):  # halves are not integers: factorized

@@ -1,0 +1,100 @@
+"""Compiled loops of the dense groupby path (`engine.dataframe.groupby`), with numba.
+
+Policy: each kernel is one plain pass over its column, where numpy needs several passes and a
+fresh column-sized temporary per pass: coding a float key (bounds, integrality, offsets, the
+null slot) and summing a value column with its non-null count per group. They release the
+GIL, and numba caches the compiled code on disk, so a process compiles each signature at most
+once per machine and later processes load it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def float_offsets(values: np.ndarray, limit: int) -> Any:  # pragma: no cover (compiled)
+    """``values`` (float) as ``(codes, lo, span, nulls)``: each value's offset from the
+    smallest ``lo``, NaN in slot ``span``; None if a value is not integral, every value is
+    NaN, or the values span ``limit`` or more."""
+    n = len(values)
+    lo, hi, nulls = np.inf, -np.inf, 0
+    for i in range(n):
+        v = values[i]
+        if v != v:
+            nulls += 1
+        elif v != np.floor(v) or v == np.inf or v == -np.inf:
+            return None
+        else:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    if nulls == n or hi - lo >= limit:
+        return None
+    span = int(hi - lo) + 1
+    codes = np.empty(n, np.int64)
+    for i in range(n):
+        v = values[i]
+        codes[i] = span if v != v else int(v - lo)
+    return codes, lo, span, nulls
+
+
+@njit(cache=True, nogil=True)
+def group_sizes(codes: np.ndarray, slots: int) -> np.ndarray:  # pragma: no cover (compiled)
+    """Rows per group ``0..slots-1``."""
+    sizes = np.zeros(slots, np.int64)
+    for i in range(len(codes)):
+        sizes[codes[i]] += 1
+    return sizes
+
+
+@njit(cache=True, nogil=True)
+def group_float_sums(
+    codes: np.ndarray, values: np.ndarray, slots: int
+) -> Any:  # pragma: no cover (compiled)
+    """Per group: the sum of the non-NaN ``values`` and their count."""
+    sums = np.zeros(slots, np.float64)
+    counts = np.zeros(slots, np.int64)
+    for i in range(len(codes)):
+        v = values[i]
+        if v == v:
+            c = codes[i]
+            sums[c] += v
+            counts[c] += 1
+    return sums, counts
+
+
+@njit(cache=True, nogil=True)
+def group_int_sums(
+    codes: np.ndarray, values: np.ndarray, slots: int
+) -> np.ndarray:  # pragma: no cover (compiled)
+    """Per group: the sum of integer ``values`` in int64 (wrapping as pandas' does)."""
+    sums = np.zeros(slots, np.int64)
+    for i in range(len(codes)):
+        sums[codes[i]] += values[i]
+    return sums
+
+
+@njit(cache=True, nogil=True)
+def compact_offsets(codes: np.ndarray, span: int) -> np.ndarray:  # pragma: no cover (compiled)
+    """Renumber offset ``codes`` (``0..span-1``, nulls ``span``) in place to the ranks of the
+    offsets present, nulls after them; return the offsets present, in order."""
+    seen = np.zeros(span + 1, np.bool_)
+    for i in range(len(codes)):
+        seen[codes[i]] = True
+    rank = np.empty(span + 1, np.int64)
+    present = 0
+    for v in range(span):
+        if seen[v]:
+            rank[v] = present
+            present += 1
+    rank[span] = present
+    offsets = np.empty(present, np.int64)
+    for v in range(span):
+        if seen[v]:
+            offsets[rank[v]] = v
+    for i in range(len(codes)):
+        codes[i] = rank[codes[i]]
+    return offsets
