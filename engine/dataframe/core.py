@@ -23,6 +23,7 @@ Policy, stated once for the whole package:
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -197,6 +198,43 @@ def filter_rows(df: Any, mask: Any, columns: tuple | None = None) -> Any:
     return df[mask]
 
 
+_TERM_OPS = {"ge": np.greater_equal, "gt": np.greater, "le": np.less_equal, "lt": np.less,
+             "eq": np.equal}  # fmt: skip
+
+
+def numpy_decides(meta: pd.DataFrame, terms: tuple) -> bool:
+    """Whether numpy compares every ``(column, op, value)`` term as pandas does: a numpy
+    number or naive datetime column against a number or a naive time (NaN and NaT fail)."""
+    for column, _, value in terms:
+        dtype = meta.dtypes.get(column)
+        if not isinstance(dtype, np.dtype) or dtype.kind not in "iufbM":
+            return False
+        if dtype.kind == "M":
+            is_time = isinstance(value, dt.datetime | np.datetime64)  # Timestamp is a datetime
+            if not is_time or getattr(value, "tzinfo", None) is not None:
+                return False
+        elif not isinstance(value, int | float | np.number) or isinstance(value, np.datetime64):
+            return False
+    return True
+
+
+def filter_terms(df: pd.DataFrame, terms: tuple, columns: tuple | None = None) -> pd.DataFrame:
+    """The rows of ``df`` where every term holds (see `numpy_decides`); all rows with none.
+    Only ``columns`` (when given) are copied."""
+    mask = None
+    for column, op, value in terms:
+        values = df[column].to_numpy()
+        if values.dtype.kind == "M":
+            value = pd.Timestamp(value).to_datetime64()
+        term = _TERM_OPS[op](values, value)
+        mask = term if mask is None else np.logical_and(mask, term, out=mask)
+    if mask is None:
+        return df if columns is None else df.loc[:, df.columns.isin(columns)]
+    if columns is None:
+        return df[mask]
+    return df.loc[mask, df.columns.isin(columns)]
+
+
 def assign_columns(df: pd.DataFrame, **values: Any) -> pd.DataFrame:
     return df.assign(**values)
 
@@ -224,6 +262,14 @@ COLUMN_RULES[getitem] = lambda args, kwargs, want: [(args[0], as_column_list(arg
 COLUMN_RULES[filter_rows] = lambda args, kwargs, want: [(args[0], want), (args[1], ALL)]
 NARROWERS[filter_rows] = lambda task, needed: (
     filter_rows,
+    *unwrap_call(task)[1][:2],
+    tuple(sorted(needed, key=str)),
+)
+COLUMN_RULES[filter_terms] = lambda args, kwargs, want: [
+    (args[0], ALL if want is ALL else {*want, *(term[0] for term in args[1])})
+]
+NARROWERS[filter_terms] = lambda task, needed: (
+    filter_terms,
     *unwrap_call(task)[1][:2],
     tuple(sorted(needed, key=str)),
 )
@@ -1198,7 +1244,9 @@ class DataFrame(_Frame):
 
     def _filter(self, mask: Series) -> DataFrame:
         """``self[mask]``: pushed into the parquet read when both are one untouched read;
-        else without the partitions whose statistics say no row passes."""
+        else without the partitions whose statistics say no row passes, each kept partition
+        filtered by the terms its statistics leave undecided when numpy decides them as
+        pandas does (the mask itself is then never computed)."""
         predicate = mask._predicate
         source = self._source
         if predicate is not None and source is not None and source.same_rows(predicate.source):
@@ -1207,15 +1255,17 @@ class DataFrame(_Frame):
         if predicate is None or self._stats is None:
             return partitionwise(filter_rows, self, mask, meta=self._meta, op="filter")
         kept = [i for i in range(self.npartitions) if predicate.may_match(i)]
-        if len(kept) == self.npartitions:
+        direct = numpy_decides(self._meta, predicate.terms)
+        if len(kept) == self.npartitions and not direct:
             return partitionwise(filter_rows, self, mask, meta=self._meta, op="filter")
         name = new_name("filter")
-        layers, futures = _merge_graphs([self, mask])
+        layers, futures = _merge_graphs([self] if direct else [self, mask])
         if kept:
             layers[name] = Blockwise({
-                (name, j): (filter_rows, (self._name, i), (mask._name, i))
+                (name, j): (filter_terms, (self._name, i), predicate.undecided(i)) if direct
+                else (filter_rows, (self._name, i), (mask._name, i))
                 for j, i in enumerate(kept)
-            }, renumbered=True)  # fmt: skip
+            }, renumbered=len(kept) < self.npartitions)  # fmt: skip
         else:  # no partition can pass: one empty partition, no task
             layers[name] = {(name, 0): self._meta}
         return new_collection(name, layers, len(kept) or 1, self._meta, futures=futures)

@@ -6,7 +6,9 @@ columns, ``persist``) keep them, anything else drops them. A comparison of a col
 statistics with a literal (``>=``, ``>``, ``<=``, ``<``, ``==``, ``between``, and ``&`` of
 those) carries a `Predicate`. A filter by such a predicate leaves out every partition whose
 statistics say no row can pass; a missing statistic (no min/max, an unorderable value) keeps
-the partition. Comparisons are false on nulls, so an all-null column passes no row.
+the partition. Comparisons are false on nulls, so an all-null column passes no row. In a
+partition it keeps, a term the statistics prove true of every row (no nulls, the whole range
+past the value) is not evaluated (`Predicate.undecided`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,36 @@ class Predicate:
     def filters(self) -> list:
         """The terms as pyarrow's DNF filters (one conjunction)."""
         return [(col, COMPARISONS[op], value) for col, op, value in self.terms]
+
+    def undecided(self, partition: int) -> tuple:
+        """The terms the statistics do not prove true of every row of ``partition``."""
+        stats = self.stats
+        return tuple(
+            (col, op, value) for col, op, value in self.terms
+            if not _term_always(op, value, stats.get(col), partition)
+        )  # fmt: skip
+
+
+def _term_always(op: str, value: Any, per_partition: tuple | None, partition: int) -> bool:
+    """True only when the statistics prove every row of ``partition`` passes: no nulls, and
+    the whole [min, max] range on the right side of ``value``."""
+    st = None if per_partition is None else per_partition[partition]
+    if st is None or st.nulls != 0 or st.min is None or st.max is None:
+        return False
+    try:
+        lo, hi = _comparable(st.min, value), _comparable(st.max, value)
+        value = _comparable(value, value)
+        if op == "ge":
+            return bool(lo >= value)
+        if op == "gt":
+            return bool(lo > value)
+        if op == "le":
+            return bool(hi <= value)
+        if op == "lt":
+            return bool(hi < value)
+        return bool(lo == value == hi)
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _term_may_match(op: str, value: Any, per_partition: tuple | None, partition: int) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from taskbench.engine.dataframe import compute, from_pandas, persist, read_parquet
-from taskbench.engine.dataframe.core import _plan, filter_rows
+from taskbench.engine.dataframe.core import _plan, filter_rows, filter_terms
 from taskbench.engine.dataframe.io import read_row_group
 from taskbench.engine.dataframe.optimize import Blockwise, FusedProgram, fuse
 from taskbench.engine.graph import key_prefix
@@ -138,26 +138,50 @@ def test_reads_in_a_fused_program_take_only_the_columns_its_steps_use(tmp_path) 
     assert got[1] == (df["a"] > 5).sum() and len(d) == 40
 
 
-def test_a_pruning_filter_runs_in_the_program_of_the_partition_it_keeps(tmp_path) -> None:
+def window_frame(tmp_path):
     days = pd.date_range("2015-01-01", periods=120, freq="D")
-    df = pd.DataFrame({"t": days, "v": np.arange(120.0), "i": np.arange(120) % 7})
+    df = pd.DataFrame({"t": days, "v": np.arange(120.0), "i": np.arange(120) % 7,
+                       "s": np.array(list("abcdefg"))[np.arange(120) % 7]})  # fmt: skip
     df.to_parquet(tmp_path / "f.parquet", row_group_size=10)  # 12 partitions of 10 days
     d = read_parquet([str(tmp_path / "f.parquet")])
     d._source = None  # memory mode: statistics prune, nothing is pushed into the read
-    window = (d["t"] >= days[25]) & (d["t"] < days[55]) & (d["i"] > 1)
-    rows = d[window]
+    return df, d, days
+
+
+def filter_steps(results: tuple, func) -> list:
+    programs = [v[0] for v in _plan(results)[0].values() if isinstance(v[0], FusedProgram)]
+    return [task for p in programs for _, task in p.steps if task[0] is func]
+
+
+def test_a_filter_the_statistics_decide_evaluates_only_the_undecided_terms(tmp_path) -> None:
+    df, d, days = window_frame(tmp_path)
+    rows = d[(d["t"] >= days[25]) & (d["t"] < days[55]) & (d["i"] > 1)]
     assert rows.npartitions == 4  # partitions 2..5
     results = (rows.length(), rows["v"].count(), rows["v"].sum())
     tasks = prefixes(results)
     fused = [p for p in tasks if p.startswith("fused-")]
-    assert len(fused) == 1 and tasks[fused[0]] == 4, tasks  # the mask runs in the same task
-    assert not any(p in tasks for p in ("and", "ge", "lt", "gt", "filter")), tasks
-    programs = [v[0] for v in _plan(results)[0].values() if isinstance(v[0], FusedProgram)]
-    filters = [task for p in programs for _, task in p.steps if task[0] is filter_rows]
-    assert filters and all(task[-1] == ("v",) for task in filters)  # it copies only v's rows
+    assert len(fused) == 1 and tasks[fused[0]] == 4, tasks  # one task per kept partition
+    assert not any(p in tasks for p in ("and", "ge", "lt", "gt", "filter")), tasks  # no mask
+    steps = filter_steps(results, filter_terms)
+    assert sorted(len(task[2]) for task in steps) == [1, 1, 2, 2]  # days 30-49 need only i > 1
+    assert all(task[-1] == ("v",) for task in steps)  # it copies only v's rows
     want = df[(df["t"] >= days[25]) & (df["t"] < days[55]) & (df["i"] > 1)]
     count, nonnull, total = compute(*results)
     assert (count, nonnull, total) == (len(want), want["v"].count(), want["v"].sum())
+
+
+def test_a_pruning_filter_by_a_mask_runs_in_the_program_of_the_partition_it_keeps(tmp_path):
+    df, d, days = window_frame(tmp_path)
+    rows = d[(d["t"] >= days[25]) & (d["t"] < days[55]) & (d["s"] >= "c")]  # strings: a mask
+    assert rows.npartitions == 4
+    results = (rows.length(), rows["v"].sum())
+    tasks = prefixes(results)
+    fused = [p for p in tasks if p.startswith("fused-")]
+    assert len(fused) == 1 and tasks[fused[0]] == 4, tasks  # the mask runs in the same task
+    assert not any(p in tasks for p in ("and", "ge", "lt", "filter")), tasks
+    assert filter_steps(results, filter_rows) and not filter_steps(results, filter_terms)
+    want = df[(df["t"] >= days[25]) & (df["t"] < days[55]) & (df["s"] >= "c")]
+    assert compute(*results) == (len(want), want["v"].sum())
 
 
 def test_a_renumbered_layer_reading_two_partitions_of_a_group_stays_apart() -> None:

@@ -36,6 +36,7 @@ def datasets(draw) -> pd.DataFrame:
         "k": rng.integers(0, 6, n),
         "v": rng.normal(size=n).round(2),
         "sparse": np.where(np.arange(n) >= n // 2, rng.normal(size=n), np.nan),
+        "u": pd.Series(t).where(rng.random(n) > 0.3),  # times with NaT
     })  # fmt: skip
     if draw(st.booleans()):
         df = df.sample(frac=1, random_state=1).reset_index(drop=True)
@@ -64,6 +65,8 @@ PREDICATES = {
     "all pass": lambda d: d["k"] >= 0,
     "null column": lambda d: d["sparse"] > 0,
     "equality and a bound": lambda d: (d["k"] == 3) & (d["v"] < 0),
+    "times with NaT": lambda d: d["u"] < START + pd.Timedelta(days=40),
+    "an integer against a float": lambda d: (d["k"] >= 2.5) & (d["k"] <= np.float64(4)),
 }
 
 
@@ -146,3 +149,18 @@ def test_a_term_prunes_only_what_its_statistics_exclude(op, value, stats, keep) 
 
     predicate = comparison(op, "c", (stats,), None, value)
     assert isinstance(predicate, Predicate) and predicate.may_match(0) is keep
+
+
+def test_numpy_decides_only_what_it_compares_as_pandas_does() -> None:
+    from taskbench.engine.dataframe.core import numpy_decides
+
+    meta = pd.DataFrame({
+        "f": [1.5], "i": np.array([1], np.int32), "t": [START], "tz": [START.tz_localize("UTC")],
+        "n": pd.array([1], dtype="Int64"), "s": ["a"],
+    }).iloc[:0]  # fmt: skip
+    assert numpy_decides(meta, (("f", "ge", 1), ("i", "lt", 2.5), ("t", "ge", START)))
+    assert numpy_decides(meta, (("t", "lt", np.datetime64("2015-02-01T00:00")),))
+    for term in [("tz", "ge", START.tz_localize("UTC")), ("n", "ge", 1), ("s", "ge", "a"),
+                 ("t", "ge", START.date()), ("t", "ge", START.tz_localize("UTC")),
+                 ("f", "ge", START), ("i", "eq", "1")]:  # fmt: skip
+        assert not numpy_decides(meta, (term,)), term
