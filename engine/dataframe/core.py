@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from taskbench.engine.dataframe import kernels
 from taskbench.engine.dataframe import stats as st
 from taskbench.engine.dataframe.optimize import (
     ALL,
@@ -142,10 +143,10 @@ def clock_field(times: pd.Series, attr: str) -> pd.Series:
     """``times.dt.<attr>`` for a time-zone-naive datetime64 series, in integer arithmetic."""
     seconds, cycle, epoch = _CLOCK_FIELDS[attr]
     unit, _ = np.datetime_data(times.dtype)
-    ticks = np.timedelta64(seconds, "s") // np.timedelta64(1, unit)
+    per_step = np.timedelta64(seconds, "s") // np.timedelta64(1, unit)
     values = times.to_numpy()
-    field = ((values.view(np.int64) // ticks + epoch) % cycle).astype(np.int32)
-    return _field_series(times, field, np.isnat(values))
+    field, nat = kernels.clock_values(values.view(np.int64), int(per_step), epoch, cycle)
+    return _field_series(times, field, np.isnat(values) if nat else None)
 
 
 def calendar_field(times: pd.Series, attr: str) -> pd.Series | None:
@@ -176,9 +177,9 @@ def calendar_field(times: pd.Series, attr: str) -> pd.Series | None:
     return _field_series(times, field, missing)
 
 
-def _field_series(times: pd.Series, field: np.ndarray, missing: np.ndarray) -> pd.Series:
+def _field_series(times: pd.Series, field: np.ndarray, missing: np.ndarray | None) -> pd.Series:
     """An int32 field of ``times`` as pandas gives it: float64 with NaN where ``missing``."""
-    if missing.any():
+    if missing is not None and missing.any():
         field = np.where(missing, np.nan, field)
     return pd.Series(field, index=times.index, name=times.name, copy=False)
 

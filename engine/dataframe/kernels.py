@@ -98,3 +98,29 @@ def compact_offsets(codes: np.ndarray, span: int) -> np.ndarray:  # pragma: no c
     for i in range(len(codes)):
         codes[i] = rank[codes[i]]
     return offsets
+
+
+_NAT = np.iinfo(np.int64).min  # NaT's integer in a datetime64 array
+_EXACT = 2**53  # integers a float64 holds exactly; floor(v / d) is exact below it
+
+
+@njit(cache=True, nogil=True)
+def clock_values(
+    ticks: np.ndarray, per_step: int, epoch: int, cycle: int
+) -> Any:  # pragma: no cover (compiled)
+    """``(ticks // per_step + epoch) % cycle`` (floored, as Python's) of each datetime64's
+    integer, as int32 (0 for NaT); and whether there was a NaT."""
+    out = np.empty(len(ticks), np.int32)
+    nat = False
+    step, turn = float(per_step), float(cycle)
+    for i in range(len(ticks)):
+        v = ticks[i]
+        if v == _NAT:
+            out[i] = 0
+            nat = True
+        elif -_EXACT < v < _EXACT:  # a float quotient floors exactly here, without idiv
+            q = np.floor(v / step) + epoch
+            out[i] = int(q - turn * np.floor(q / turn))
+        else:
+            out[i] = (v // per_step + epoch) % cycle
+    return out, nat

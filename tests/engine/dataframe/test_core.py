@@ -87,6 +87,20 @@ def test_fast_datetime_fields_match_pandas(unit, days, seconds, spread_days, nat
             assert_series_equal(looked_up, getattr(times.dt, attr))
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_clock_fields_at_step_edges_and_past_exact_floats(unit):
+    """The compiled clock fields floor a float quotient below 2**53 ticks and divide
+    integers above: both agree with pandas one tick either side of every step."""
+    rng = np.random.default_rng(7)
+    hour = np.timedelta64(1, "h") // np.timedelta64(1, unit)
+    edges = rng.integers(-(10**6), 10**6, 3000) * hour
+    wide = rng.integers(-(2**61), 2**61, 3000) // (1 if unit == "ns" else 1000)
+    times = pd.Series(np.concatenate([edges - 1, edges, edges + 1, wide]).astype(f"M8[{unit}]"))
+    times[::101] = pd.NaT
+    for attr in ("second", "minute", "hour", "day_of_week"):
+        assert_series_equal(clock_field(times, attr), getattr(times.dt, attr))
+
+
 def test_scalar_broadcast_and_setitem(client):
     pdf = make_frame(50, 1, "int", 0.2)
     df = edf.from_pandas(pdf, 4)
