@@ -120,7 +120,10 @@ def _offset_key(column: pd.Series, limit: int) -> _DenseKey | None:
     if (extension and dtype.kind == "f") or (dtype.kind == "u" and dtype.itemsize == 8):
         return None
     if dtype.kind == "f":
-        coded = kernels.float_offsets(column.to_numpy(), limit)
+        values = column.to_numpy()
+        if values.dtype.itemsize < 4:  # the kernel takes float32 and float64
+            values = values.astype(np.float32)
+        coded = kernels.float_offsets(values, limit)
         if coded is None:
             return None
         codes, lo, span, nulls = coded

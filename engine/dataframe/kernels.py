@@ -3,8 +3,10 @@
 Policy: each kernel is one plain pass over its column, where numpy needs several passes and a
 fresh column-sized temporary per pass: coding a float key (bounds, integrality, offsets, the
 null slot) and summing a value column with its non-null count per group. They release the
-GIL, and numba caches the compiled code on disk, so a process compiles each signature at most
-once per machine and later processes load it.
+GIL. Each is compiled for the signatures written here when this module is imported, and numba
+caches the code on disk: the first process on a machine compiles, the others load it at
+import, so no query's first task on a worker pays for compiling (a one-partition query's hot
+run may be the first on the other worker).
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ from typing import Any
 
 import numpy as np
 from numba import njit
+from numba.types import Array, float32, float64, int64
+
+_CODES = int64[:]  # the chunk's own codes; any layout
 
 
-@njit(cache=True, nogil=True)
+def _column(dtype: Any) -> Array:
+    """A column the kernel reads: any layout (a frame's column may be a strided view),
+    read-only (pandas hands out read-only views; a writable array converts to it)."""
+    return Array(dtype, 1, "A", readonly=True)
+
+
+@njit([(_column(float64), int64), (_column(float32), int64)], cache=True, nogil=True)
 def float_offsets(values: np.ndarray, limit: int) -> Any:  # pragma: no cover (compiled)
     """``values`` (float) as ``(codes, lo, span, nulls)``: each value's offset from the
     smallest ``lo``, NaN in slot ``span``; None if a value is not integral, every value is
@@ -41,7 +52,7 @@ def float_offsets(values: np.ndarray, limit: int) -> Any:  # pragma: no cover (c
     return codes, lo, span, nulls
 
 
-@njit(cache=True, nogil=True)
+@njit([(_CODES, int64)], cache=True, nogil=True)
 def group_sizes(codes: np.ndarray, slots: int) -> np.ndarray:  # pragma: no cover (compiled)
     """Rows per group ``0..slots-1``."""
     sizes = np.zeros(slots, np.int64)
@@ -50,7 +61,7 @@ def group_sizes(codes: np.ndarray, slots: int) -> np.ndarray:  # pragma: no cove
     return sizes
 
 
-@njit(cache=True, nogil=True)
+@njit([(_CODES, _column(float64), int64)], cache=True, nogil=True)
 def group_float_sums(
     codes: np.ndarray, values: np.ndarray, slots: int
 ) -> Any:  # pragma: no cover (compiled)
@@ -66,7 +77,7 @@ def group_float_sums(
     return sums, counts
 
 
-@njit(cache=True, nogil=True)
+@njit([(_CODES, _column(int64), int64)], cache=True, nogil=True)
 def group_int_sums(
     codes: np.ndarray, values: np.ndarray, slots: int
 ) -> np.ndarray:  # pragma: no cover (compiled)
@@ -77,7 +88,7 @@ def group_int_sums(
     return sums
 
 
-@njit(cache=True, nogil=True)
+@njit([(_CODES, int64)], cache=True, nogil=True)
 def compact_offsets(codes: np.ndarray, span: int) -> np.ndarray:  # pragma: no cover (compiled)
     """Renumber offset ``codes`` (``0..span-1``, nulls ``span``) in place to the ranks of the
     offsets present, nulls after them; return the offsets present, in order."""
@@ -104,7 +115,7 @@ _NAT = np.iinfo(np.int64).min  # NaT's integer in a datetime64 array
 _EXACT = 2**53  # integers a float64 holds exactly; floor(v / d) is exact below it
 
 
-@njit(cache=True, nogil=True)
+@njit([(_column(int64), int64, int64, int64)], cache=True, nogil=True)
 def clock_values(
     ticks: np.ndarray, per_step: int, epoch: int, cycle: int
 ) -> Any:  # pragma: no cover (compiled)
