@@ -94,50 +94,41 @@ class Predicate:
         )  # fmt: skip
 
 
+#: op -> (some row may pass, every row passes), given a partition's min and max and the value
+_DECIDE = {
+    "ge": (lambda lo, hi, v: hi >= v, lambda lo, hi, v: lo >= v),
+    "gt": (lambda lo, hi, v: hi > v, lambda lo, hi, v: lo > v),
+    "le": (lambda lo, hi, v: lo <= v, lambda lo, hi, v: hi <= v),
+    "lt": (lambda lo, hi, v: lo < v, lambda lo, hi, v: hi < v),
+    "eq": (lambda lo, hi, v: lo <= v <= hi, lambda lo, hi, v: lo == v == hi),
+}
+
+
+def _decide(op: str, value: Any, st: ColumnStats, every_row: bool, unknown: bool) -> bool:
+    """One of `_DECIDE`'s answers for ``st``; ``unknown`` where the values do not compare."""
+    try:
+        lo, hi = _comparable(st.min, value), _comparable(st.max, value)
+        return bool(_DECIDE[op][every_row](lo, hi, _comparable(value, value)))
+    except (TypeError, ValueError, OverflowError):
+        return unknown
+
+
 def _term_always(op: str, value: Any, per_partition: tuple | None, partition: int) -> bool:
     """True only when the statistics prove every row of ``partition`` passes: no nulls, and
     the whole [min, max] range on the right side of ``value``."""
     st = None if per_partition is None else per_partition[partition]
     if st is None or st.nulls != 0 or st.min is None or st.max is None:
         return False
-    try:
-        lo, hi = _comparable(st.min, value), _comparable(st.max, value)
-        value = _comparable(value, value)
-        if op == "ge":
-            return bool(lo >= value)
-        if op == "gt":
-            return bool(lo > value)
-        if op == "le":
-            return bool(hi <= value)
-        if op == "lt":
-            return bool(hi < value)
-        return bool(lo == value == hi)
-    except (TypeError, ValueError, OverflowError):
-        return False
+    return _decide(op, value, st, every_row=True, unknown=False)
 
 
 def _term_may_match(op: str, value: Any, per_partition: tuple | None, partition: int) -> bool:
-    if per_partition is None:
-        return True
-    st = per_partition[partition]
+    st = None if per_partition is None else per_partition[partition]
     if st is None:
         return True
     if st.min is None or st.max is None:
         return st.nulls is None or st.nulls == 0  # all null (or no rows): nothing passes
-    try:
-        lo, hi = _comparable(st.min, value), _comparable(st.max, value)
-        value = _comparable(value, value)
-        if op == "ge":
-            return bool(hi >= value)
-        if op == "gt":
-            return bool(hi > value)
-        if op == "le":
-            return bool(lo <= value)
-        if op == "lt":
-            return bool(lo < value)
-        return bool(lo <= value <= hi)
-    except (TypeError, ValueError, OverflowError):
-        return True
+    return _decide(op, value, st, every_row=False, unknown=True)
 
 
 def _comparable(stat: Any, value: Any) -> Any:
