@@ -231,9 +231,7 @@ def filter_terms(df: pd.DataFrame, terms: tuple, columns: tuple | None = None) -
         mask = term if mask is None else np.logical_and(mask, term, out=mask)
     if mask is None:
         return df if columns is None else df.loc[:, df.columns.isin(columns)]
-    if columns is None:
-        return df[mask]
-    return df.loc[mask, df.columns.isin(columns)]
+    return filter_rows(df, mask, columns)
 
 
 def assign_columns(df: pd.DataFrame, **values: Any) -> pd.DataFrame:
@@ -261,19 +259,19 @@ def partition_length(part: Any) -> int:
 # the columns each step reads of the frame it is given (`optimize.prune_columns`)
 COLUMN_RULES[getitem] = lambda args, kwargs, want: [(args[0], as_column_list(args[1]))]
 COLUMN_RULES[filter_rows] = lambda args, kwargs, want: [(args[0], want), (args[1], ALL)]
-NARROWERS[filter_rows] = lambda task, needed: (
-    filter_rows,
-    *unwrap_call(task)[1][:2],
-    tuple(sorted(needed, key=str)),
-)
 COLUMN_RULES[filter_terms] = lambda args, kwargs, want: [
     (args[0], ALL if want is ALL else {*want, *(term[0] for term in args[1])})
 ]
-NARROWERS[filter_terms] = lambda task, needed: (
-    filter_terms,
-    *unwrap_call(task)[1][:2],
-    tuple(sorted(needed, key=str)),
-)
+
+
+def _copying_only(func: Callable) -> Callable:
+    """The narrower of a filter ``func(df, rows, columns=None)``: the same call, copying only
+    the columns the program reads after it."""
+    return lambda task, needed: (func, *unwrap_call(task)[1][:2], tuple(sorted(needed, key=str)))
+
+
+NARROWERS[filter_rows] = _copying_only(filter_rows)
+NARROWERS[filter_terms] = _copying_only(filter_terms)
 COLUMN_RULES[partition_length] = lambda args, kwargs, want: [(args[0], set())]
 COLUMN_RULES[assign_columns] = lambda args, kwargs, want: [  # a callable may read any column
     (args[0], ALL if want is ALL or any(map(callable, kwargs.values())) else want - set(kwargs)),
