@@ -18,7 +18,7 @@ from taskbench.engine.dataframe.shuffle import (
     register_shuffle_method,
     shuffle,
 )
-from taskbench.engine.dataframe.sort import set_index, sort_values
+from taskbench.engine.dataframe.sort import set_index, sort_values, sort_within_partitions
 
 __all__ = [
     "SHUFFLE_METHODS",
@@ -39,4 +39,5 @@ __all__ = [
     "set_index",
     "shuffle",
     "sort_values",
+    "sort_within_partitions",
 ]

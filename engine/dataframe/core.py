@@ -536,7 +536,7 @@ def tree_reduce(
 ) -> Any:
     """``aggregate(combine(... chunk(partition) ...))`` as a tree, ``split_every`` wide.
 
-    With ``broadcast`` frames, a chunk reads the list ``[partition, *each frame whole]``.
+    With ``broadcast`` frames, the aggregate reads the list ``[partials, *each frame whole]``.
     """
     split_every = check_split_every(split_every)
     name = new_name(op)
@@ -551,10 +551,7 @@ def tree_reduce(
         layers[whole] = {(whole, 0): (concat, small._output_keys())}
         wholes.append((whole, 0))
     layers[chunk_name] = Blockwise({
-        (chunk_name, i): (
-            apply_kwargs, chunk, [(frame._name, i), *wholes] if wholes else (frame._name, i),
-            chunk_kwargs,
-        )
+        (chunk_name, i): (apply_kwargs, chunk, (frame._name, i), chunk_kwargs)
         for i in range(frame.npartitions)
     })  # fmt: skip
     keys = [(chunk_name, i) for i in range(frame.npartitions)]
@@ -568,7 +565,8 @@ def tree_reduce(
             new_keys.append(key)
         layers[level] = layer
         keys = new_keys
-    layers[name] = {(name, 0): (apply_kwargs, aggregate, keys, aggregate_kwargs)}
+    parts = [keys, *wholes] if wholes else keys
+    layers[name] = {(name, 0): (apply_kwargs, aggregate, parts, aggregate_kwargs)}
     return new_collection(name, layers, 1, meta, futures=futures)
 
 
@@ -1323,6 +1321,12 @@ class DataFrame(_Frame):
         from taskbench.engine.dataframe.sort import sort_values
 
         return sort_values(self, by, ascending=ascending, **kwargs)
+
+    def sort_within_partitions(self, by: Any, ascending: Any = True, **kwargs: Any) -> DataFrame:
+        """See `engine.dataframe.sort.sort_within_partitions`."""
+        from taskbench.engine.dataframe.sort import sort_within_partitions
+
+        return sort_within_partitions(self, by, ascending=ascending, **kwargs)
 
     def set_index(self, column: Any, drop: bool = True, **kwargs: Any) -> DataFrame:
         """See `engine.dataframe.sort.set_index`."""

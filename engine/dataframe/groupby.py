@@ -7,13 +7,18 @@ statistics (``mean = sum / count``) and sorts the groups when ``sort=True``, as 
 Null keys are dropped unless ``dropna=False``, in which case they form one group (listed
 last). The result is one partition, laid out as pandas lays out ``agg`` with the same spec.
 
-A sorted groupby whose partials are sizes, counts and exact sums takes the dense path: each
-key becomes codes ``0..width-1`` (a small-integer key its offset from its minimum, with no
-hashing, renumbered to the ranks of the offsets present when they spread over more than
-``COMPACT_SPAN``; any other key ``pd.factorize``'s codes), a row's group is its keys' codes in mixed
-radix, and the partials are counted and summed over it by compiled loops
-(`engine.dataframe.kernels`), one pass per column. Keys of too many combinations, and other
-partials, go through pandas.
+A sorted groupby whose partials are sizes, counts and exact sums takes the dense path, in
+its chunks and where partials are re-grouped: each key becomes codes ``0..width-1`` (a
+small-integer key its offset from its minimum, with no hashing, renumbered to the ranks of the
+offsets present when they spread over more than ``COMPACT_SPAN``; any other key the ranks of
+its sorted distinct values), a row's group is its keys' codes in mixed radix, so groups come
+out in key order, and the partials are counted and summed over it by compiled loops
+(`engine.dataframe.kernels`), one pass per column. Keys of too many combinations, keys that do
+not order, and other partials go through pandas.
+
+A sorted groupby of a frame joined to broadcast tables aggregates below the joins: chunks
+group by the frame's own keys and the join keys, and only the final step joins the re-grouped
+partials, one row per group, to the tables (`join_groupby_aggregate`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from taskbench.engine.dataframe.core import (
     partitionwise,
     tree_reduce,
 )
-from taskbench.engine.dataframe.optimize import ALL, COLUMN_RULES
+from taskbench.engine.dataframe.optimize import COLUMN_RULES
 
 SUPPORTED = ("sum", "mean", "count", "size", "min", "max")
 _PARTIALS = {
@@ -86,7 +91,7 @@ class _DenseKey:
         return labels
 
 
-def _dense_key(column: pd.Series, limit: int) -> _DenseKey:
+def _dense_key(column: pd.Series, limit: int) -> _DenseKey | None:
     """``column`` as codes: offsets for small integers (ranks of the values present, when
     they spread wide), else factorized."""
     key = _offset_key(column, limit)
@@ -101,8 +106,13 @@ def _dense_key(column: pd.Series, limit: int) -> _DenseKey:
     return key
 
 
-def _factorized_key(column: pd.Series) -> _DenseKey:
-    codes, uniques = pd.factorize(column.array, use_na_sentinel=True)
+def _factorized_key(column: pd.Series) -> _DenseKey | None:
+    """``column`` as the ranks of its sorted distinct values; None when they do not order."""
+    try:
+        codes, uniques = column.factorize(sort=True, use_na_sentinel=True)
+    except TypeError:
+        return None
+    uniques = uniques.array
     codes = codes.astype(np.int64, copy=False)
     null = codes < 0
     has_null = bool(null.any())
@@ -167,6 +177,8 @@ def _dense_chunk(df: pd.DataFrame, by: list, dropna: bool, partials: list) -> An
         return None
     for name in by:
         key = _dense_key(df[name], limit)
+        if key is None:
+            return None
         keys.append(key)
         slots *= key.width
         if slots > limit:
@@ -241,27 +253,6 @@ COLUMN_RULES[groupby_chunk] = lambda args, kwargs, want: [
 ]
 
 
-def join_groupby_chunk(
-    parts: list, joins: list, keys: list, dropna: bool, partials: list, how: dict
-) -> pd.DataFrame:
-    """A groupby chunk of ``parts[0]`` merged in turn with the tables ``parts[1:]`` (merge
-    kwargs ``joins``), aggregated below the joins: by ``keys[0]`` (the partition's own keys and
-    the join keys), then each merge joins the partials, regrouped by ``keys[j + 1]``. Sizes,
-    counts, sums, minima and maxima combine over a join's matches as over its rows."""
-    out = groupby_chunk(parts[0], keys[0], False, partials, sort=True)
-    for j, (table, merge_kwargs) in enumerate(zip(parts[1:], joins, strict=True)):
-        merged = pd.merge(out.reset_index(), table, **merge_kwargs)
-        last = j == len(joins) - 1  # only the groupby's own keys drop nulls
-        out = merged.groupby(keys[j + 1], dropna=dropna and last, sort=False).agg(how)
-    return out
-
-
-COLUMN_RULES[join_groupby_chunk] = lambda args, kwargs, want: [
-    (args[0][0], {*kwargs["keys"][0], *(col for _, col, _ in kwargs["partials"] if col)}),
-    *((table, ALL) for table in args[0][1:]),
-]
-
-
 def _below_joins(frame: DataFrame, by: list, plan: list) -> tuple[DataFrame, list, list, list]:
     """Where a groupby can aggregate below broadcast joins: (the frame under them, the joins'
     merge kwargs and tables innermost first, the keys at each level from the bottom up).
@@ -292,20 +283,26 @@ def _below_joins(frame: DataFrame, by: list, plan: list) -> tuple[DataFrame, lis
     return frame, joins[::-1], tables[::-1], levels[::-1]
 
 
-def _regroup(parts: list, nlevels: int, how: dict, sort: bool) -> pd.DataFrame:
+def _regroup(parts: list, nlevels: int, how: dict, sort: bool, dense: bool) -> pd.DataFrame:
+    """Partials concatenated and re-grouped by their index (in key order when ``sort``, else
+    in the order groups first appear); with ``dense``, partials that only add up may take the
+    dense path, which lists groups in key order."""
     df = concat(parts)
+    names = list(df.index.names)
+    if dense and set(how.values()) == {"sum"} and None not in names and not set(names) & set(how):
+        out = _dense_chunk(df.reset_index(), names, False, [(p, p, "sum") for p in how])
+        if out is not None:
+            return out
     level = 0 if nlevels == 1 else list(range(nlevels))
     return df.groupby(level=level, dropna=False, sort=sort).agg(how)
 
 
-def groupby_combine(parts: list, nlevels: int, how: dict) -> pd.DataFrame:
-    return _regroup(parts, nlevels, how, sort=False)
+def groupby_combine(parts: list, nlevels: int, how: dict, sort: bool) -> pd.DataFrame:
+    return _regroup(parts, nlevels, how, sort=False, dense=sort)
 
 
-def groupby_aggregate(
-    parts: list, nlevels: int, how: dict, outputs: list, sort: bool, flat: bool
-) -> pd.DataFrame:
-    df = _regroup(parts, nlevels, how, sort=sort)
+def _statistics(df: pd.DataFrame, outputs: list, flat: bool) -> pd.DataFrame:
+    """The requested statistics from the final partials (``mean = sum / count``)."""
     columns = {}
     for label, func, names in outputs:
         if func == "mean":
@@ -316,6 +313,30 @@ def groupby_aggregate(
     labels = [label for label, _, _ in outputs]
     out.columns = pd.Index(labels) if flat else pd.MultiIndex.from_tuples(labels)
     return out
+
+
+def groupby_aggregate(
+    parts: list, nlevels: int, how: dict, outputs: list, sort: bool, flat: bool
+) -> pd.DataFrame:
+    return _statistics(_regroup(parts, nlevels, how, sort=sort, dense=sort), outputs, flat)
+
+
+def join_groupby_aggregate(
+    parts_and_tables: list, joins: list, keys: list, dropna: bool, how: dict, outputs: list,
+    flat: bool,
+) -> pd.DataFrame:  # fmt: skip
+    """The final step of a sorted groupby aggregated below broadcast joins: the partials by
+    ``keys[0]`` (the frame's own keys and the join keys) are re-grouped, then each merge (kwargs
+    ``joins``) with its table joins them, re-grouped by ``keys[j + 1]``. Sizes, counts, sums,
+    minima and maxima combine over a join's matches as over its rows, so the joins meet one row
+    per group rather than every row."""
+    parts, *tables = parts_and_tables
+    out = _regroup(parts, len(keys[0]), how, sort=True, dense=True)
+    for j, (table, merge_kwargs) in enumerate(zip(tables, joins, strict=True)):
+        merged = pd.merge(out.reset_index(), table, **merge_kwargs)
+        last = j == len(joins) - 1  # only the groupby's own keys drop nulls
+        out = merged.groupby(keys[j + 1], dropna=dropna and last, sort=last).agg(how)
+    return _statistics(out, outputs, flat)
 
 
 class GroupBy:
@@ -399,27 +420,27 @@ class GroupBy:
             except Exception as e:
                 dtypes = {c: str(t) for c, t in meta_frame.dtypes.items()}
                 raise TypeError(f"agg {spec!r} on columns {dtypes}: {e}") from e
-        nlevels = len(self.by)
         # only a sorted groupby goes below joins: the order groups first appear in is lost there
         frame, joins, tables, levels = (
             _below_joins(self.frame, self.by, plan) if self.sort else (self.frame, [], [], [])
         )
-        if joins:
-            chunk, chunk_kwargs = join_groupby_chunk, {
-                "joins": joins, "keys": levels, "dropna": self.dropna, "partials": plan,
-                "how": how,
+        if joins:  # grouped by the keys below the joins; the final step joins the groups
+            by, dropna = levels[0], False
+            aggregate, aggregate_kwargs = join_groupby_aggregate, {
+                "joins": joins, "keys": levels, "dropna": self.dropna, "how": how,
+                "outputs": outputs, "flat": flat,
             }  # fmt: skip
         else:
-            chunk, chunk_kwargs = groupby_chunk, {
-                "by": self.by, "dropna": self.dropna, "partials": plan, "sort": self.sort,
+            by, dropna = self.by, self.dropna
+            aggregate, aggregate_kwargs = groupby_aggregate, {
+                "nlevels": len(by), "how": how, "outputs": outputs, "sort": self.sort,
+                "flat": flat,
             }  # fmt: skip
         result = tree_reduce(
             frame,
-            chunk,
-            chunk_kwargs,
-            groupby_combine, {"nlevels": nlevels, "how": how},
-            groupby_aggregate,
-            {"nlevels": nlevels, "how": how, "outputs": outputs, "sort": self.sort, "flat": flat},
+            groupby_chunk, {"by": by, "dropna": dropna, "partials": plan, "sort": self.sort},
+            groupby_combine, {"nlevels": len(by), "how": how, "sort": self.sort},
+            aggregate, aggregate_kwargs,
             meta=meta, op="groupby-agg", split_every=split_every, broadcast=tables,
         )  # fmt: skip
         return result

@@ -9,6 +9,11 @@ is then sorted with a stable sort. Equal first-column values share a partition, 
 result is exactly pandas' stable sort (``kind="stable"``), index included. A key that holds
 most rows makes one large partition: correct, not balanced. Boundaries are computed lazily,
 so ``divisions`` stay unknown (None).
+
+A partition is sorted by ``np.lexsort`` over its key columns when they are all numpy numbers,
+booleans or times (pandas factorizes each key first, which costs more than the sort); other
+keys go through pandas. ``sort_within_partitions`` (Spark's ``sortWithinPartitions``) sorts
+each partition alone, after a shuffle has put what belongs together in one.
 """
 
 from __future__ import annotations
@@ -85,8 +90,70 @@ def range_targets(
     return targets
 
 
+def _lexsort_keys(df: pd.DataFrame, by: list, ascending: list, na_position: str) -> list | None:
+    """``np.lexsort`` keys (the most significant last) that order the rows as pandas' stable
+    sort does: per column its values (order-reversed when descending, nulls set to 0) under
+    its null flags; None when a key is not a numpy number, boolean or time."""
+    keys = []
+    for column, up in zip(reversed(by), reversed(ascending), strict=True):
+        values = df[column]
+        dtype = values.dtype
+        if not isinstance(values, pd.Series) or not isinstance(dtype, np.dtype):
+            return None
+        if dtype.kind not in "biufmM":
+            return None
+        raw = values.to_numpy()
+        null = None
+        if dtype.kind in "mM":
+            null, raw = np.isnat(raw), raw.view(np.int64)
+        elif dtype.kind == "f":
+            null = np.isnan(raw)
+        if null is not None and null.any():
+            raw = np.where(null, 0, raw)
+        else:
+            null = None
+        if not up:
+            raw = -raw if dtype.kind == "f" else ~raw  # ~ reverses integers and booleans exactly
+        keys.append(raw)
+        if null is not None:
+            keys.append(null if na_position == "last" else ~null)
+    return keys
+
+
 def sort_partition(df: pd.DataFrame, by: list, ascending: Any, na_position: str) -> pd.DataFrame:
-    return df.sort_values(by, ascending=ascending, na_position=na_position, kind="stable")
+    """``df.sort_values(by, ascending=..., na_position=..., kind="stable")``."""
+    flags = list(ascending) if isinstance(ascending, list) else [ascending] * len(by)
+    keys = _lexsort_keys(df, by, flags, na_position)
+    if keys is None:
+        return df.sort_values(by, ascending=ascending, na_position=na_position, kind="stable")
+    return df.take(np.lexsort(keys))
+
+
+def _sort_arguments(frame: DataFrame, by: Any, ascending: Any, na_position: str, op: str) -> tuple:
+    """(columns, ascending as one flag or one per column), checked against ``frame``."""
+    by = as_column_list(by)
+    if not by:
+        raise ValueError(f"{op} needs at least one column in by=")
+    check_columns(frame._meta, by, op)
+    if isinstance(ascending, list | tuple):
+        if len(ascending) != len(by):
+            raise ValueError(f"{op}: {len(ascending)} ascending flags for {len(by)} columns")
+        ascending = [bool(a) for a in ascending]
+    else:
+        ascending = bool(ascending)
+    if na_position not in ("last", "first"):
+        raise ValueError(f"na_position must be 'last' or 'first', got {na_position!r}")
+    return by, ascending
+
+
+def sort_within_partitions(
+    frame: DataFrame, by: Any, ascending: bool | list[bool] = True, *, na_position: str = "last"
+) -> DataFrame:
+    """Each partition sorted alone by columns ``by`` (pandas' stable sort); rows stay in their
+    partitions."""
+    by, ascending = _sort_arguments(frame, by, ascending, na_position, "sort_within_partitions")
+    meta = sort_partition(frame._meta, by, ascending, na_position)
+    return partitionwise(sort_partition, frame, by, ascending, na_position, meta=meta, op="sort")
 
 
 def sort_values(
@@ -100,19 +167,8 @@ def sort_values(
     samples: int = SAMPLES,
 ) -> DataFrame:
     """Sort rows by columns ``by`` across partitions (pandas' stable sort)."""
-    by = as_column_list(by)
-    if not by:
-        raise ValueError("sort_values needs at least one column in by=")
-    check_columns(frame._meta, by, "sort_values")
-    if isinstance(ascending, list | tuple):
-        if len(ascending) != len(by):
-            raise ValueError(f"sort_values: {len(ascending)} ascending flags for {len(by)} columns")
-        first_ascending = bool(ascending[0])
-        ascending = list(ascending)
-    else:
-        first_ascending = ascending = bool(ascending)
-    if na_position not in ("last", "first"):
-        raise ValueError(f"na_position must be 'last' or 'first', got {na_position!r}")
+    by, ascending = _sort_arguments(frame, by, ascending, na_position, "sort_values")
+    first_ascending = ascending[0] if isinstance(ascending, list) else ascending
     n = frame.npartitions if npartitions is None else check_npartitions(npartitions)
     meta = sort_partition(frame._meta, by, ascending, na_position)
 
