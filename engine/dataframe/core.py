@@ -193,10 +193,19 @@ def getitem(obj: Any, key: Any) -> Any:
 
 
 def filter_rows(df: Any, mask: Any, columns: tuple | None = None) -> Any:
-    """``df[mask]``; of a frame, only ``columns`` (when given) are copied."""
-    if columns is not None and isinstance(df, pd.DataFrame):
+    """``df[mask]``; of a frame, only ``columns`` (when given) are copied, each by one take of
+    the kept positions (pandas' ``loc`` copies every column of a block the columns share)."""
+    if columns is None or not isinstance(df, pd.DataFrame):
+        return df[mask]
+    if isinstance(mask, pd.Series) and mask.index is df.index:
+        mask = mask.to_numpy()
+    if not (isinstance(mask, np.ndarray) and mask.dtype == bool and df.columns.is_unique):
         return df.loc[mask, df.columns.isin(columns)]
-    return df[mask]
+    kept = np.flatnonzero(mask)
+    taken = {c: df[c].array.take(kept) for c in df.columns if c in columns}
+    return pd.DataFrame(
+        taken, index=df.index.take(kept), columns=df.columns[df.columns.isin(columns)], copy=False
+    )
 
 
 _TERM_OPS = {"ge": np.greater_equal, "gt": np.greater, "le": np.less_equal, "lt": np.less,

@@ -11,11 +11,35 @@ import taskbench.engine.dataframe as edf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
-from taskbench.engine.dataframe.core import calendar_field, clock_field
+from taskbench.engine.dataframe.core import calendar_field, clock_field, filter_rows
 
 from tests.engine.dataframe.helpers import SETTINGS, SyncClient, frames, make_frame
 
 # ---------------------------------------------------------------- row-wise
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    frames(key_kinds=("int", "float", "str", "object", "bool")),
+    st.integers(0, 2**32 - 1),
+    st.sets(st.sampled_from(["k", "k2", "i", "v", "s", "t"])),
+    st.sampled_from(["array", "series", "unaligned"]),
+)
+def test_filter_copying_some_columns_matches_pandas(case, seed, columns, mask_kind):
+    """A filter that copies only the columns read after it keeps pandas' rows, index, order
+    and dtypes, whatever the mask is: an array, the frame's own Series, or one to align."""
+    pdf, _ = case
+    rng = np.random.default_rng(seed)
+    pdf.index = rng.permutation(len(pdf)) * 3
+    keep = rng.random(len(pdf)) < 0.5
+    mask: object = keep
+    if mask_kind == "series":
+        mask = pd.Series(keep, index=pdf.index)
+    elif mask_kind == "unaligned":  # the same labels in another order: pandas aligns them
+        mask = pd.Series(keep, index=pdf.index)[::-1]
+    got = filter_rows(pdf, mask, tuple(columns))
+    want = pdf[mask][[c for c in pdf.columns if c in columns]]
+    assert_frame_equal(got, want)
 
 
 @SETTINGS
