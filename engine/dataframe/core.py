@@ -189,6 +189,16 @@ def accessor_method(obj: Any, accessor: str, attr: str, *args: Any, **kwargs: An
 
 
 def getitem(obj: Any, key: Any) -> Any:
+    """``obj[key]``; a frame's columns by a list of their names are views, not copies (pandas
+    copies them; copy-on-write keeps views safe)."""
+    if (
+        type(key) is list
+        and isinstance(obj, pd.DataFrame)
+        and obj.columns.is_unique
+        and not any(isinstance(k, bool | np.bool_) for k in key)
+        and (obj.columns.get_indexer(key) >= 0).all()
+    ):
+        return obj.reindex(columns=key)
     return obj[key]
 
 
@@ -202,10 +212,18 @@ def filter_rows(df: Any, mask: Any, columns: tuple | None = None) -> Any:
     if not (isinstance(mask, np.ndarray) and mask.dtype == bool and df.columns.is_unique):
         return df.loc[mask, df.columns.isin(columns)]
     kept = np.flatnonzero(mask)
-    taken = {c: df[c].array.take(kept) for c in df.columns if c in columns}
-    return pd.DataFrame(
-        taken, index=df.index.take(kept), columns=df.columns[df.columns.isin(columns)], copy=False
-    )
+    index = df.index.take(kept)
+    names = df.columns[df.columns.isin(columns)]
+    taken = {}
+    for c in names:
+        column = df[c]
+        values = column.array.take(kept)
+        if column.dtype == object:  # pandas would infer str from an object array
+            values = pd.Series(values, index=index, dtype=object, copy=False)
+        taken[c] = values
+    out = pd.DataFrame(taken, index=index, copy=False)
+    out.columns = names  # the frame's own labels (and their name), also when there are none
+    return out
 
 
 _TERM_OPS = {"ge": np.greater_equal, "gt": np.greater, "le": np.less_equal, "lt": np.less,

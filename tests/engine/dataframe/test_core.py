@@ -11,11 +11,23 @@ import taskbench.engine.dataframe as edf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
-from taskbench.engine.dataframe.core import calendar_field, clock_field, filter_rows
+from taskbench.engine.dataframe.core import calendar_field, clock_field, filter_rows, getitem
 
 from tests.engine.dataframe.helpers import SETTINGS, SyncClient, frames, make_frame
 
 # ---------------------------------------------------------------- row-wise
+
+
+def test_column_selection_is_pandas_and_leaves_its_source_alone():
+    pdf = make_frame(20, 0, "object", 0.2)
+    got = getitem(pdf, ["t", "k", "v"])
+    assert_frame_equal(got, pdf[["t", "k", "v"]])
+    got.loc[got.index[0], "v"] = 1e9  # copy-on-write: the selection's write is its own
+    assert pdf["v"].iloc[0] != 1e9
+    mask = [True, False] * 10  # a list of booleans is a row mask, not labels
+    assert_frame_equal(getitem(pdf, mask), pdf[mask])
+    with pytest.raises(KeyError):
+        getitem(pdf, ["k", "nope"])
 
 
 @settings(max_examples=100, deadline=None)
