@@ -123,12 +123,13 @@ def _write_private(path: Path, text: str) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     try:  # the import reads TASKBENCH_SIZEOF and refuses a value that names no mode
         from taskbench.engine import comm, sizeof
-        from taskbench.engine.worker import Worker
+        from taskbench.engine.worker import Worker, keep_freed_memory
     except ValueError as e:
         print(f"taskbench engine worker: {e}", file=sys.stderr)
         return 2
     if args.sizeof:
         sizeof.set_mode(args.sizeof)
+    keep_freed_memory(args.malloc_keep)
 
     async def start():
         w = Worker(
@@ -211,6 +212,11 @@ def add_parser(subparsers: Any) -> None:
     wk.add_argument(
         "--reconnect-timeout", type=at.non_negative_number, default=0.0,
         help="seconds to keep trying when the scheduler goes away (default: exit at once)",
+    )  # fmt: skip
+    wk.add_argument(
+        "--malloc-keep", type=at.non_negative_int, default=d.malloc_keep, metavar="BYTES",
+        help="freed memory the process keeps to reuse, glibc only (0: the C library's policy; "
+        f"default {d.malloc_keep})",
     )  # fmt: skip
     wk.add_argument(
         "--sizeof", choices=SIZEOF_MODES, default=None,

@@ -114,8 +114,8 @@ class LocalCluster:
         threads = str(nthreads or self.threads_per_worker)
         # a TASKBENCH_SIZEOF given for the workers wins over the options (the worker checks it)
         given = {**self._explicit_env, **extra}
-        sizeof = [] if SIZEOF_ENV in given else self.options.worker_args()
-        p = self._spawn("worker", self.address, "--nthreads", threads, *sizeof, env=extra)
+        flags = self.options.worker_args(sizeof=SIZEOF_ENV not in given)
+        p = self._spawn("worker", self.address, "--nthreads", threads, *flags, env=extra)
         self.worker_processes.append(p)
         return p
 

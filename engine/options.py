@@ -31,6 +31,8 @@ class EngineOptions:
     bandwidth: float = 100e6  #: bytes/s the scheduler assumes for a transfer
     default_duration: float = 0.0005  #: seconds assumed for a task prefix never seen
     sizeof: SizeofMode = "sampled"  #: the workers' result-size estimate (`engine.sizeof`)
+    #: bytes of freed memory a worker process keeps to reuse (`engine.worker.keep_freed_memory`)
+    malloc_keep: int = 256 << 20
 
     def __post_init__(self) -> None:
         from taskbench.engine.policies import PLACEMENTS
@@ -42,6 +44,12 @@ class EngineOptions:
             raise ValueError(f"sizeof mode must be one of {SIZEOF_MODES}, got {self.sizeof!r}")
         if self.balance_interval <= 0 or self.no_worker_timeout <= 0 or self.bandwidth <= 0:
             raise ValueError("balance_interval, no_worker_timeout and bandwidth must be > 0")
+        if isinstance(self.malloc_keep, bool) or not isinstance(self.malloc_keep, int):
+            raise TypeError(
+                f"malloc_keep must be a whole number of bytes, got {self.malloc_keep!r}"
+            )
+        if self.malloc_keep < 0:
+            raise ValueError(f"malloc_keep must be >= 0 bytes, got {self.malloc_keep}")
 
     def replace(self, **changes: Any) -> EngineOptions:
         """A copy with ``changes``; an unknown name is a TypeError that names it."""
@@ -69,9 +77,9 @@ class EngineOptions:
             args.append("--validate")
         return args
 
-    def worker_args(self) -> list[str]:
-        """These options as ``taskbench engine worker`` flags."""
-        return ["--sizeof", self.sizeof]
+    def worker_args(self, sizeof: bool = True) -> list[str]:
+        """These options as ``taskbench engine worker`` flags (``sizeof``: with the sizeof mode)."""
+        return ["--malloc-keep", str(self.malloc_keep), *(["--sizeof", self.sizeof] * sizeof)]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import threading
@@ -417,6 +418,33 @@ def _error_fields(exc: BaseException) -> dict[str, Any]:
         "text": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc)),
     }
+
+
+#: blocks this large or larger are mapped apart (glibc's own ceiling for the setting)
+MMAP_THRESHOLD = 32 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+
+
+def keep_freed_memory(nbytes: int) -> bool:
+    """Have the process's malloc (glibc) serve blocks under `MMAP_THRESHOLD` from its heaps and
+    keep up to ``nbytes`` of freed memory there.
+
+    A task's column-sized temporaries then reuse pages the last task touched. By default
+    glibc maps blocks of some MiB afresh and returns them when freed, and every first touch
+    of a page is a fault: measured here at ~2.5 µs a page, 0.6 ms a MB, a third of some
+    tasks. The cost is resident memory held after a peak, up to ``nbytes`` a heap. False
+    (nothing changed) when ``nbytes`` is 0 or the C library has no ``mallopt``.
+    """
+    if nbytes <= 0:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process runs on
+    except (OSError, AttributeError):
+        return False
+    keep = min(nbytes, (1 << 31) - 1)  # mallopt takes a C int
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, min(MMAP_THRESHOLD, keep)) and mallopt(_M_TRIM_THRESHOLD, keep)
+    )
 
 
 async def run_worker(scheduler_address: str, **kwargs: Any) -> None:

@@ -207,3 +207,52 @@ def test_the_root_imports_only_the_command_it_runs():
     loaded = out.stdout
     assert "taskbench.engine.cli" in loaded and "pandas" not in loaded
     assert all(module not in loaded for module, _ in list(COMMANDS.values())[1:])
+
+
+_FAULTS = """
+import resource, sys, threading, numpy as np
+from taskbench.engine.worker import keep_freed_memory
+kept = keep_freed_memory(int(sys.argv[1]))
+x = np.random.default_rng(0).random(900_000)
+faults = []
+def task():  # as a worker thread runs tasks: column-sized temporaries of a few sizes
+    for rounds in (5, 50):  # the first rounds grow the heap
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(rounds):  # a task's temporaries: 28 MB at once, then freed
+            parts = [x * k for k in range(3)]
+            sum(parts)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+thread = threading.Thread(target=task)
+thread.start()
+thread.join()
+print(kept, faults[1])
+"""
+
+
+def test_worker_processes_keep_freed_memory_to_reuse():
+    """With --malloc-keep, a column-sized temporary reuses freed pages instead of faulting in
+    fresh ones; 0 leaves the C library's policy, and the flag is one of the options' flags."""
+
+    def faults(keep: int) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, str(keep)], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        kept, count = out.stdout.split()
+        return kept, int(count)
+
+    kept, default_faults = faults(0)
+    assert kept == "False"
+    kept, kept_faults = faults(256 << 20)
+    assert kept == "True"
+    assert kept_faults * 4 < default_faults  # hundreds of pages a round mapped afresh
+    from taskbench.engine.cli import build_parser
+    from taskbench.engine.options import DEFAULTS, EngineOptions
+
+    args = ["engine", "worker", "tcp://127.0.0.1:1", *DEFAULTS.replace(malloc_keep=0).worker_args()]
+    assert build_parser().parse_args(args).malloc_keep == 0
+    assert build_parser().parse_args(args[:3]).malloc_keep == DEFAULTS.malloc_keep
+    with pytest.raises(ValueError, match="malloc_keep must be >= 0 bytes, got -1"):
+        EngineOptions(malloc_keep=-1)
+    out = run("engine", "worker", "tcp://127.0.0.1:1", "--malloc-keep", "lots")
+    assert out.returncode == 2 and "--malloc-keep" in out.stderr
