@@ -593,7 +593,9 @@ def tree_reduce(
         layers[level] = layer
         keys = new_keys
     parts = [keys, *wholes] if wholes else keys
-    layers[name] = {(name, 0): (apply_kwargs, aggregate, parts, aggregate_kwargs)}
+    # blockwise: one partition, so the row-wise steps after it (or, over a single partition,
+    # the chunk before it) run in its task
+    layers[name] = Blockwise({(name, 0): (apply_kwargs, aggregate, parts, aggregate_kwargs)})
     return new_collection(name, layers, 1, meta, futures=futures)
 
 
@@ -658,7 +660,15 @@ def compute(*collections: _Collection, client: Any = None) -> tuple:
     """Every collection's result, from one graph sent in one update: what they share runs
     once (q07's count, non-null count and sum are one pass over the filtered rows)."""
     graph, keys, outputs, futures = _plan(collections)
-    values = dict(zip(keys, run_graph(graph, keys, futures, client), strict=True))
+    # a result that is an element of a fused task's tuple is taken from the tuple here
+    elements = {
+        k: graph.pop(k)[1:]
+        for k in keys
+        if type(graph.get(k)) is tuple and graph[k][0] is operator.getitem and graph[k][1] in graph
+    }
+    asked = list(dict.fromkeys(elements[k][0] if k in elements else k for k in keys))
+    got = dict(zip(asked, run_graph(graph, asked, futures, client), strict=True))
+    values = {k: got[elements[k][0]][elements[k][1]] if k in elements else got[k] for k in keys}
     return tuple(c._finalize([values[k] for k in ks]) for c, ks in zip(collections, outputs,
                                                                       strict=True))  # fmt: skip
 

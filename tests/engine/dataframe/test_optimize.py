@@ -77,6 +77,27 @@ def test_three_results_share_one_pass_over_the_filter() -> None:
     assert not any(p in tasks for p in ("filter", "between", "ge", "lt", "assign"))
 
 
+def test_over_one_partition_the_reductions_finish_in_the_task_that_reads_it() -> None:
+    """A tree over one partition fuses its chunk and its final step (and the row-wise steps
+    after it); three results of one program come back from that one task."""
+    df = pd.DataFrame({"i": np.arange(600), "v": np.arange(600) / 7, "t": pd.Timestamp("2015")})
+    d = from_pandas(df, 1)
+    sent = []
+
+    class Spy:
+        def get(self, graph, keys):
+            sent.append((dict(graph), list(keys)))
+            return get_sync(graph, keys)
+
+    assert compute(*chain(d), client=Spy()) == pytest.approx(chain_pandas(df))
+    [(graph, keys)] = sent
+    tasks = [k for k, v in graph.items() if isinstance(v, tuple)]  # beside the data
+    assert [key_prefix(k) for k in keys] == ["fused-sum"] and tasks == keys
+    counts = d.groupby("i").size().rename("n")
+    assert list(prefixes([counts])) == ["rename"]  # chunk, final step, getitem and rename
+    pd.testing.assert_series_equal(counts.compute(Spy()), df.groupby("i").size().rename("n"))
+
+
 def test_work_that_leaves_and_comes_back_is_not_fused_into_a_cycle() -> None:
     df = pd.DataFrame({"v": np.arange(40, dtype=float)})
     d = from_pandas(df, 4)
