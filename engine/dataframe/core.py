@@ -14,7 +14,9 @@ Policy, stated once for the whole package:
   needs the same token (and so the same partition count): rows are never silently paired
   across different partitionings. Shuffles, sorts, merges and reductions start a new token.
 - Reductions are trees: ``chunk`` per partition, ``combine`` ``split_every`` results at a
-  time, ``aggregate`` once; O(partitions) tasks.
+  time, ``aggregate`` once; O(partitions) tasks. The default, 16, reads a dozen partitions'
+  partials in the final step: a level of the tree is a round of transfers and a hop through
+  the scheduler, which costs more than re-grouping a few more partials in one task.
 - ``compute(client)`` runs on ``client.get`` if given, else on
   `engine.client.default_client`, else on `engine.local.get_sync`. ``persist()`` keeps the
   partitions on the workers behind futures that the new collection (and everything built
@@ -42,7 +44,7 @@ from taskbench.engine.dataframe.optimize import (
     unwrap_call,
 )
 
-DEFAULT_SPLIT_EVERY = 8
+DEFAULT_SPLIT_EVERY = 16
 
 # ---------------------------------------------------------------- names and checks
 
