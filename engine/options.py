@@ -79,7 +79,8 @@ class EngineOptions:
 
     def worker_args(self, sizeof: bool = True) -> list[str]:
         """These options as ``taskbench engine worker`` flags (``sizeof``: with the sizeof mode)."""
-        return ["--malloc-keep", str(self.malloc_keep), *(["--sizeof", self.sizeof] * sizeof)]
+        args = ["--malloc-keep", str(self.malloc_keep)]
+        return [*args, "--sizeof", self.sizeof] if sizeof else args
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -96,11 +96,9 @@ def _lexsort_keys(df: pd.DataFrame, by: list, ascending: list, na_position: str)
     its null flags; None when a key is not a numpy number, boolean or time."""
     keys = []
     for column, up in zip(reversed(by), reversed(ascending), strict=True):
-        values = df[column]
-        dtype = values.dtype
-        if not isinstance(values, pd.Series) or not isinstance(dtype, np.dtype):
-            return None
-        if dtype.kind not in "biufmM":
+        values = df[column]  # a frame when the label is not unique
+        dtype = values.dtype if isinstance(values, pd.Series) else None
+        if not isinstance(dtype, np.dtype) or dtype.kind not in "biufmM":
             return None
         raw = values.to_numpy()
         null = None
