@@ -310,11 +310,19 @@ class LocalCluster:
         while not done():
             dead = [p.stem for p in self.layout.engine_pidfiles() if not recorded_process(p)]
             if dead:
-                raise ClusterError(f"engine {', '.join(dead)} exited; see {self.layout.engine}")
+                said = "; ".join(f"{role}: {self._last_words(role)}" for role in dead)
+                raise ClusterError(f"engine {', '.join(dead)} exited ({said}); see "
+                                   f"{self.layout.engine}")  # fmt: skip
             if time.monotonic() > deadline:
                 raise ClusterError(f"waited {START_TIMEOUT:.0f} s for {what}; logs in "
                                    f"{self.layout.folder}")  # fmt: skip
             time.sleep(0.5)
+
+    def _last_words(self, role: str) -> str:
+        """The last line an engine process wrote to its log, which names why it stopped."""
+        log = self.layout.engine / f"{role}.log"
+        lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+        return lines[-1] if lines else "its log is empty"
 
     def _wait_until_joined(self) -> None:
         joined = {"spark": 0, "engine": 0}

@@ -14,10 +14,14 @@ CLUSTERS = Path(__file__).resolve().parents[2] / "infra" / "clusters"
 
 
 def free_ports(nodes: int) -> dict[str, int]:
-    """Spark master, its web UI with ``nodes`` free ports after it, and the engine's port."""
+    """Spark master, its web UI with ``nodes`` free ports after it, and the engine's port,
+    all below the kernel's ephemeral range: a port in it can be handed to any process that
+    binds port 0 (a Spark worker does) between our check and our bind."""
+    port_range = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    ephemeral_low = int(port_range.read_text().split()[0]) if port_range.exists() else 32768
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 40000)
+        base = rng.randrange(min(20000, ephemeral_low // 2), ephemeral_low - 40)
         ports = [base, base + 10, *(base + 10 + i for i in range(1, nodes + 1)), base + 30]
         if not any(port_taken(p) for p in ports):
             return {"spark_port": base, "spark_webui_port": base + 10, "engine_port": base + 30}

@@ -87,6 +87,25 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     assert recorded(cluster) == []
 
 
+def test_a_port_taken_after_the_check_is_named_from_the_schedulers_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program may bind the port between the check and the start: the error quotes
+    the scheduler's own last words, and nothing is left running."""
+    spec = load_spec(spec_file(tmp_path))
+    cluster = LocalCluster(spec, tmp_path / "cluster")
+    monkeypatch.setattr("taskbench.infra.local.port_taken", lambda port: False)
+    monkeypatch.setattr(cluster, "_daemon", lambda *args: None)  # Spark is not under test here
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", cluster.ports.engine_port))
+        s.listen()
+        with pytest.raises(
+            ClusterError, match=r"scheduler exited \(scheduler: .*address already in use"
+        ):
+            cluster.up()
+    assert recorded(cluster) == []
+
+
 def test_stale_and_reused_pid_files_are_cleaned_and_a_live_one_refused(tmp_path: Path) -> None:
     spec = load_spec(spec_file(tmp_path))
     cluster = LocalCluster(spec, tmp_path / "cluster")
