@@ -24,11 +24,13 @@ def test_module_has_the_interface(engine):
         assert callable(getattr(module, name)), f"{engine}: {name}"
 
 
-def test_engine_not_implemented_yet_is_an_error_not_a_crash():
-    if solutions.is_implemented("engine"):
-        pytest.skip("comparisons/solutions/engine.py exists now")
-    with pytest.raises(solutions.NotImplementedYet, match="engine: not implemented yet"):
-        solutions.load_solution("engine")
+def test_an_engine_without_its_module_is_an_error_not_a_crash(monkeypatch):
+    monkeypatch.setenv(solutions.EXTRA_ENV, "planned=no.such.solution")
+    assert not solutions.is_implemented("planned")
+    with pytest.raises(
+        solutions.NotImplementedYet, match=r"planned: not implemented yet \(no no\.such\.solution"
+    ):
+        solutions.load_solution("planned")
 
 
 def test_unknown_engine_lists_the_valid_ones():
