@@ -74,17 +74,22 @@ def test_up_status_use_and_down_leave_no_process(tmp_path: Path) -> None:
     assert cluster.down() == []  # down again: nothing to do
 
 
-def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
-    spec = load_spec(spec_file(tmp_path))
-    cluster = LocalCluster(spec, tmp_path / "cluster")
+def assert_up_fails_on_a_taken_engine_port(cluster: LocalCluster, match: str) -> None:
+    """``up`` with the engine's port held by another socket: ``match`` is in the error, and
+    nothing is left running."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", cluster.ports.engine_port))
         s.listen()
-        with pytest.raises(
-            ClusterError, match=rf"{cluster.ports.engine_port} \(engine scheduler\)"
-        ):
+        with pytest.raises(ClusterError, match=match):
             cluster.up()
     assert recorded(cluster) == []
+
+
+def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    cluster = LocalCluster(load_spec(spec_file(tmp_path)), tmp_path / "cluster")
+    assert_up_fails_on_a_taken_engine_port(
+        cluster, rf"{cluster.ports.engine_port} \(engine scheduler\)"
+    )
 
 
 def test_a_port_taken_after_the_check_is_named_from_the_schedulers_log(
@@ -92,18 +97,12 @@ def test_a_port_taken_after_the_check_is_named_from_the_schedulers_log(
 ) -> None:
     """Another program may bind the port between the check and the start: the error quotes
     the scheduler's own last words, and nothing is left running."""
-    spec = load_spec(spec_file(tmp_path))
-    cluster = LocalCluster(spec, tmp_path / "cluster")
+    cluster = LocalCluster(load_spec(spec_file(tmp_path)), tmp_path / "cluster")
     monkeypatch.setattr("taskbench.infra.local.port_taken", lambda port: False)
     monkeypatch.setattr(cluster, "_daemon", lambda *args: None)  # Spark is not under test here
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", cluster.ports.engine_port))
-        s.listen()
-        with pytest.raises(
-            ClusterError, match=r"scheduler exited \(scheduler: .*address already in use"
-        ):
-            cluster.up()
-    assert recorded(cluster) == []
+    assert_up_fails_on_a_taken_engine_port(
+        cluster, r"scheduler exited \(scheduler: .*address already in use"
+    )
 
 
 def test_stale_and_reused_pid_files_are_cleaned_and_a_live_one_refused(tmp_path: Path) -> None:
